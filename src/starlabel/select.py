@@ -1,0 +1,63 @@
+"""`select`: derive the labels and split a prepared dataset into training candidates and observed set.
+
+Paper Sect. 2.2: the training set keeps spectra that pass every quality cut;
+everything else with S/N ≥ 10 is the observed set whose labels the CNN provides.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from .io.dataset import Dataset, DatasetWriter
+from .labels import QualityCuts, _filled, add_relative_labels
+
+log = logging.getLogger(__name__)
+
+
+def apply_cuts(table, cuts: QualityCuts) -> tuple[np.ndarray, list[tuple[str, int, int]]]:
+    """Apply cuts in order. Returns (passes-all mask, [(cut, removed by this cut, remaining)])."""
+    keep = np.ones(len(table), bool)
+    report = []
+    for name, ok in cuts.masks(table):
+        removed = int(np.sum(keep & ~ok))
+        keep &= ok
+        report.append((name, removed, int(keep.sum())))
+    return keep, report
+
+
+def select(dataset_path, out, cuts: QualityCuts | None = None, exclude_cnames=(),
+           chunk: int = 1024, echo=print):
+    """Write SETS.h5: the dataset rows of the training candidates and the observed set.
+
+    The catalogue gains FE_H, MG_FE, AL_FE (+ errors) and a SET column ('train'/'observed').
+    `exclude_cnames` (e.g. t-SNE outliers) are kept out of the training set.
+    Returns (path, report).
+    """
+    cuts = cuts or QualityCuts()
+    ds = Dataset(dataset_path)
+    cat = add_relative_labels(ds.catalogue.copy())
+    train, report = apply_cuts(cat, cuts)
+    if len(exclude_cnames):
+        excluded = np.isin(np.asarray(cat["CNAME"]).astype(str), np.asarray(list(exclude_cnames)).astype(str))
+        report.append(("not a similarity-map outlier", int(np.sum(train & excluded)), int(np.sum(train & ~excluded))))
+        train &= ~excluded
+    with np.errstate(invalid="ignore"):
+        observed = ~train & (_filled(cat, "SNR") >= cuts.observed_min_snr)
+    keep = np.flatnonzero(train | observed)
+    echo(f"{len(cat)} spectra in {ds.path.name}")
+    width = max(len(r[0]) for r in report) if report else 10
+    for name, removed, remaining in report:
+        echo(f"  {name:<{width}}  removes {removed:6d}   leaves {remaining:6d}")
+    echo(f"training candidates: {int(train.sum())}; observed set (S/N >= {cuts.observed_min_snr:g}): "
+         f"{int(observed.sum())}; dropped (S/N < {cuts.observed_min_snr:g} or no S/N): {len(cat) - len(keep)}")
+    out_cat = cat[keep]
+    out_cat["SET"] = np.where(train[keep], "train", "observed")
+    settings = dict(ds.settings, select={k: v for k, v in vars(cuts).items() if k != "extra"},
+                    source=str(ds.path))
+    with DatasetWriter(out, ds.grid, settings) as w:
+        for _, flux, mask in ds.iter_chunks(chunk, rows=keep, mask=True):
+            w.append(flux, mask)
+        path = w.close(out_cat, ds.rejects)
+    return path, report
