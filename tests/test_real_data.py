@@ -1,0 +1,102 @@
+"""Real reference data (../shared/data): GES catalogues and the solar spectrum through `prepare`.
+
+Solar spectra: UVES (Blanco-Cuaresma et al. 2014) and SAO2010 (Chance & Kurucz 2010).
+Catalogues: Gaia-ESO iDR5 benchmarks (Heiter et al. 2015) and the iDR5 × CoRoT master list.
+"""
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from starlabel.io.catalogue import PREPARE_COLUMNS, CatalogueError, read_catalogue
+from starlabel.io.dataset import Dataset
+from starlabel.io.spectra import vac_to_air
+from starlabel.prepare import PrepareSettings, fit_continuum, prepare
+
+LINES = {"Mg I": 5528.41, "Ca II": 8542.09}  # air wavelengths [Å]
+
+
+def test_read_ges_corot_masterlist(shared_data):
+    t = read_catalogue(shared_data / "catalogues" / "ges_corot_masterlist.fits", required=PREPARE_COLUMNS)
+    assert len(t) == 1745 and (t["SETUP"] == "GIRAFFE").sum() == 1624
+    assert t["CNAME"].dtype.kind == "U" and len(t["CNAME"][0]) == 16
+    # VRAD is empty (masked) in every row of this release: masked floats must come back as NaN
+    assert t["VRAD"].dtype.kind == "f" and np.isnan(t["VRAD"]).all() and np.isfinite(t["TEFF"]).all()
+    assert {"TEFF", "E_TEFF", "LOGG", "FEH", "MG1", "AL1", "FE1", "SNR", "VSINI", "TECH", "PECULI"} <= set(t.colnames)
+
+
+def test_prepare_real_catalogue_without_spectra_rejects_every_row(shared_data, tmp_path):
+    """Real GES rows (empty VRAD, UVES setups, duplicate CNAMEs) all land in rejects, nothing crashes."""
+    (tmp_path / "spectra").mkdir()
+    path, n, rejects = prepare(shared_data / "catalogues" / "ges_corot_masterlist.fits", tmp_path / "spectra",
+                               tmp_path / "ds.h5", PrepareSettings(), progress=False)
+    ds = Dataset(path)
+    assert n == 0 == len(ds) and ds.n_pixels == 8669
+    cat = read_catalogue(shared_data / "catalogues" / "ges_corot_masterlist.fits")
+    assert set(ds.rejects["CNAME"]) == set(cat["CNAME"])
+    assert any("duplicate" in r for r in ds.rejects["REASON"]) and any("VRAD" in r for r in ds.rejects["REASON"])
+
+
+def test_read_ges_benchmarks(shared_data):
+    path = shared_data / "catalogues" / "ges_idr5_benchmarks.fits"
+    t = read_catalogue(path)
+    assert len(t) == 59 and "18_Sco" in t["GES_FLD"]
+    assert t["TEFF"].dtype.kind == "f" and np.isfinite(t["VRAD"]).sum() > 50
+    with pytest.raises(CatalogueError, match="ges_idr5_benchmarks.fits lacks columns CNAME, SETUP"):
+        read_catalogue(path, required=PREPARE_COLUMNS)
+
+
+def gaussian_degrade(wave, flux, resolution, native_resolution=np.inf):
+    """Convolve a uniformly sampled spectrum to `resolution` (Gaussian LSF at the centre)."""
+    step = np.median(np.diff(wave))
+    centre = np.median(wave)
+    fwhm = centre * np.sqrt(1 / resolution**2 - 1 / native_resolution**2)
+    sigma = fwhm / 2.3548 / step
+    x = np.arange(-int(5 * sigma) - 1, int(5 * sigma) + 2)
+    kernel = np.exp(-0.5 * (x / sigma) ** 2)
+    return np.convolve(flux, kernel / kernel.sum(), mode="same")
+
+
+def line_minimum(wave, flux, centre, half=0.6, n=5):
+    """Wavelength of the minimum: parabola through the n lowest pixels near `centre`."""
+    w = np.flatnonzero(np.abs(wave - centre) < half)
+    i = w[np.argmin(flux[w])]
+    k = slice(i - n // 2, i + n // 2 + 1)
+    a, b, _ = np.polyfit(wave[k] - wave[i], flux[k], 2)
+    return wave[i] - b / (2 * a)
+
+
+@pytest.fixture(scope="module")
+def sun_dataset(shared_data, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sun")
+    spectra = tmp / "spectra"
+    spectra.mkdir()
+    # HR10 from the UVES atlas (air, normalised), degraded to GIRAFFE HR10's R = 19 800
+    uves = np.loadtxt(shared_data / "spectra" / "sun_uves_normalized_air.txt")
+    uves = uves[(uves[:, 0] > 5330) & (uves[:, 0] < 5630)]
+    np.savetxt(spectra / "SUN_HR10.txt", np.c_[uves[:, 0], gaussian_degrade(uves[:, 0], uves[:, 1], 19800, 47000)])
+    # HR21 from SAO2010 (vacuum nm, irradiance): → air Å, R = 16 200, continuum-normalised by our fit
+    sao = np.loadtxt(shared_data / "spectra" / "sun_sao2010_irradiance_vacuum.txt", comments="#")
+    sao = sao[(sao[:, 0] > 846.0) & (sao[:, 0] < 902.0)]
+    wave = vac_to_air(sao[:, 0] * 10.0)
+    flux = gaussian_degrade(wave, sao[:, 1], 16200, 21000)[20:-20]
+    wave = wave[20:-20]
+    np.savetxt(spectra / "SUN_HR21.txt", np.c_[wave, flux / fit_continuum(wave, flux)])
+    Table({"CNAME": ["SUN"], "SETUP": ["HR10|HR21"], "VRAD": [0.0]}).write(tmp / "cat.csv")
+    path, n, rejects = prepare(tmp / "cat.csv", spectra, tmp / "sun.h5", PrepareSettings(), progress=False)
+    assert n == 1 and len(rejects) == 0
+    return Dataset(path)
+
+
+@pytest.mark.parametrize("line", LINES)
+def test_solar_line_minima_land_at_air_wavelengths(sun_dataset, line):
+    flux, mask = sun_dataset.read(mask=True)
+    wave = sun_dataset.wavelength
+    assert flux.shape == (1, 8669) and np.isfinite(flux).all()
+    assert line_minimum(wave, flux[0], LINES[line]) == pytest.approx(LINES[line], abs=0.05)
+
+
+def test_solar_continuum_is_near_one(sun_dataset):
+    flux = sun_dataset.read()[0]
+    for name, sl in sun_dataset.grid.slices().items():
+        assert np.percentile(flux[sl], 95) == pytest.approx(1.0, abs=0.03), name
