@@ -1,0 +1,19 @@
+"""`starlabel predict`: label a dataset with a trained ensemble (mean and spread per label)."""
+
+
+def add_parser(sub):
+    p = sub.add_parser("predict", help="label spectra with a trained ensemble", description=__doc__)
+    p.add_argument("model", help="model bundle directory written by `starlabel train`")
+    p.add_argument("dataset", help="DATASET.h5 or SETS.h5 on the model's wavelength grid")
+    p.add_argument("--out", required=True, help="output FITS table")
+    p.add_argument("--carry", default="", help="comma-separated catalogue columns to copy to the output")
+    p.add_argument("--chunk", type=int, default=2048, help="spectra read at a time (bounds memory)")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from ..predict import predict
+
+    carry = [c.strip() for c in args.carry.split(",") if c.strip()]
+    path = predict(args.model, args.dataset, args.out, carry=carry, chunk=args.chunk)
+    print(f"wrote {path}")

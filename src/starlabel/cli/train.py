@@ -1,0 +1,28 @@
+"""`starlabel train`: train the CNN ensemble on the training set of SETS.h5 (resumable)."""
+
+
+def add_parser(sub):
+    p = sub.add_parser("train", help="train the CNN ensemble and write a model bundle", description=__doc__)
+    p.add_argument("sets", help="SETS.h5 written by `starlabel select` (uses rows with SET == 'train')")
+    p.add_argument("--out", required=True, help="model bundle directory (re-run the command to resume)")
+    p.add_argument("--runs", type=int, default=10, help="independent training runs (default 10)")
+    p.add_argument("--keep", type=int, default=8, help="runs with the lowest test loss to keep (default 8)")
+    p.add_argument("--preset", choices=("quick", "paper"), default="quick")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--labels", default="TEFF,LOGG,MG_FE,AL_FE,FE_H",
+                   help="comma-separated catalogue columns to learn (default TEFF,LOGG,MG_FE,AL_FE,FE_H)")
+    p.add_argument("--max-epochs", type=int, help="override the preset's maximum number of epochs")
+    p.add_argument("--patience", type=int, help="override the preset's early-stopping patience")
+    p.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from ..model.train import train
+
+    overrides = {k: v for k, v in (("max_epochs", args.max_epochs), ("patience", args.patience)) if v is not None}
+    labels = [s.strip() for s in args.labels.split(",") if s.strip()]
+    path = train(args.sets, args.out, labels=labels, runs=args.runs, keep=args.keep, preset=args.preset,
+                 seed=args.seed, device=args.device, threads=args.threads, **overrides)
+    print(f"wrote {path}")

@@ -1,0 +1,133 @@
+"""The CNN of Ambrosch et al. (2023, Fig. 5), written for speed on CPU.
+
+Architecture: input spectrum → 3 × [Conv1d → LeakyReLU → MaxPool1d] with increasing filter
+counts → flatten → 3 × [Linear → LeakyReLU → Dropout] → Linear (one output per label).
+
+The parameters are exactly those of the plain `nn.Sequential` network (`Network.plain()`
+builds it, sharing the weights), so a bundle's weights mean the same thing to any reader.
+Only the forward pass is rearranged, with identical results:
+
+* LeakyReLU is monotonic and the bias is constant within a pooling window, so
+  `pool(act(conv(x) + b)) == act(max_window(conv(x)) + b)`: the activation runs on the
+  pooled (4× smaller) tensor.
+* Convolution and pooling become one matrix product: each pooling window of `pool` outputs
+  reads `pool + kernel - 1` consecutive input positions; these windows are built from
+  non-overlapping blocks of `pool` positions (a reshape and a concatenation, channels-last),
+  and one (window × channels) → (pool × filters) weight matrix gives all `pool` outputs at
+  once: a dense GEMM instead of a thin 1-channel convolution, and no max_pool indices.
+* The GEMM is computed transposed so that the max runs over the outermost axis of one
+  contiguous array, and its backward (`_MaxOuter`) uses float arithmetic only.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import NetworkConfig
+
+
+def _window_matrix(weight: torch.Tensor, pool: int, n_blocks: int) -> torch.Tensor:
+    """Conv1d weight (Co, Ci, k) → (n_blocks·pool·Ci, pool·Co) matrix mapping one window of
+    input positions to the `pool` convolution outputs of a pooling window."""
+    co, ci, k = weight.shape
+    span = n_blocks * pool
+    wt = weight.permute(2, 1, 0)  # (k, Ci, Co)
+    cols = [F.pad(wt, (0, 0, 0, 0, r, span - k - r)) for r in range(pool)]  # each (span, Ci, Co)
+    return torch.stack(cols, 2).reshape(span * ci, pool * co)
+
+
+def _windows(x: torch.Tensor, n: int, pool: int, n_blocks: int) -> torch.Tensor:
+    """(B, L, C) channels-last → (B·n, n_blocks·pool·C): window j starts at input position pool·j."""
+    b, length, c = x.shape
+    need = pool * (n + n_blocks - 1)
+    x = x[:, :need] if length >= need else F.pad(x, (0, 0, 0, need - length))
+    blocks = x.reshape(b, n + n_blocks - 1, pool * c)
+    win = torch.cat([blocks[:, i : i + n] for i in range(n_blocks)], -1) if n_blocks > 1 else blocks[:, :n]
+    return win.reshape(b * n, n_blocks * pool * c)
+
+
+class _MaxOuter(torch.autograd.Function):
+    """max over axis 0 of a contiguous (pool, M) array, with a lean backward: the gradient goes
+    to the maximal entry, shared equally in the (rare) case of exact ties, as torch.amax does.
+    Written with float arithmetic only (`eq` writes 1.0/0.0 straight into a float array), as
+    boolean masks and their conversions are slow on CPU."""
+
+    @staticmethod
+    def forward(ctx, y):
+        m = y.amax(0)
+        ctx.save_for_backward(y, m)
+        return m
+
+    @staticmethod
+    def backward(ctx, grad):
+        y, m = ctx.saved_tensors
+        gy = torch.eq(y, m, out=torch.empty_like(y))
+        share = grad / gy.sum(0)
+        return gy.mul_(share)
+
+
+def _conv_pool(x: torch.Tensor, conv: nn.Conv1d, pool: int, slope: float) -> torch.Tensor:
+    """One Conv1d → LeakyReLU → MaxPool1d block; x and the result are channels-last (B, L, C).
+
+    The GEMM is computed transposed, (pool·Co, K) @ (K, B·n), so that the max over the
+    `pool` outputs of a window reduces over the outermost axis of one contiguous array.
+    """
+    b = x.shape[0]
+    k = conv.kernel_size[0]
+    n = (x.shape[1] - k + 1) // pool
+    n_blocks = -(-(pool + k - 1) // pool)
+    wmat = _window_matrix(conv.weight, pool, n_blocks)
+    y = torch.mm(wmat.T, _windows(x, n, pool, n_blocks).T)  # (pool·Co, B·n)
+    y = y.view(pool, -1, b * n)
+    m = _MaxOuter.apply(y) if torch.is_grad_enabled() and y.requires_grad else y.amax(0)
+    z = m + conv.bias[:, None]  # (Co, B·n)
+    return F.leaky_relu(z, slope).T.reshape(b, n, -1)
+
+
+class Network(nn.Module):
+    """One CNN of the ensemble. `forward(flux)`: (B, n_pixels) → (B, n_labels), network space."""
+
+    def __init__(self, config: NetworkConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.convs = nn.ModuleList()
+        channels, length = 1, c.n_pixels
+        for f in c.filters:
+            self.convs.append(nn.Conv1d(channels, f, c.kernel))
+            channels, length = f, (length - c.kernel + 1) // c.pool
+        if length < 1:
+            raise ValueError(f"{c.n_pixels} pixels are too few for {len(c.filters)} conv+pool(kernel "
+                             f"{c.kernel}, pool {c.pool}) blocks")
+        self.n_flat = channels * length
+        sizes = (self.n_flat, *c.dense)
+        self.dense = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.out = nn.Linear(sizes[-1], c.n_labels)
+        for m in self.modules():  # Keras' defaults, as the paper used: Glorot-uniform, zero bias
+            if isinstance(m, (nn.Conv1d, nn.Linear)):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, flux: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        x = flux.unsqueeze(-1)  # (B, L, 1) channels-last
+        for conv in self.convs:
+            x = _conv_pool(x, conv, c.pool, c.negative_slope)
+        x = x.transpose(1, 2).reshape(x.shape[0], -1)  # flatten in Conv1d's (C, L) order
+        for lin in self.dense:
+            x = F.dropout(F.leaky_relu(lin(x), c.negative_slope), c.dropout, self.training)
+        return self.out(x)
+
+    def plain(self) -> nn.Sequential:
+        """The textbook layer stack, sharing this network's parameters (for checks and export)."""
+        c = self.config
+        layers: list[nn.Module] = [nn.Unflatten(1, (1, c.n_pixels))]
+        for conv in self.convs:
+            layers += [conv, nn.LeakyReLU(c.negative_slope), nn.MaxPool1d(c.pool)]
+        layers.append(nn.Flatten())
+        for lin in self.dense:
+            layers += [lin, nn.LeakyReLU(c.negative_slope), nn.Dropout(c.dropout)]
+        layers.append(self.out)
+        return nn.Sequential(*layers).train(self.training)

@@ -1,0 +1,173 @@
+"""The CNN, its training loop and the model bundle (issue 3 §1–2)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from starlabel.model.config import NetworkConfig, preset
+from starlabel.model.ensemble import BundleError, Ensemble
+from starlabel.model.network import Network
+from starlabel.model.train import train
+from test_model_toy import LABELS, TOY_GRID, make_sets, toy_spectra
+
+FAST = dict(labels=LABELS, preset="quick", progress=False, echo=lambda *a: None, max_epochs=8, patience=3,
+            batch_size=16, learning_rate=5e-3)
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory):
+    return make_sets(tmp_path_factory.mktemp("toy") / "SETS.h5", n=300)
+
+
+@pytest.fixture(scope="module")
+def bundle(sets, tmp_path_factory):
+    return train(sets, tmp_path_factory.mktemp("model") / "bundle", runs=3, keep=2, seed=1, **FAST)
+
+
+@pytest.mark.parametrize("cfg", [NetworkConfig(), NetworkConfig(n_pixels=601, filters=(3, 5), kernel=7, pool=3,
+                                                                 dense=(16,), n_labels=2)])
+def test_fast_forward_and_gradient_equal_plain_reference(cfg):
+    torch.manual_seed(0)
+    net = Network(cfg)
+    for p in net.parameters():  # non-zero biases so their placement is tested too
+        torch.nn.init.normal_(p, std=0.1)
+    plain = net.plain()
+    x = 1 + 0.05 * torch.randn(6, cfg.n_pixels)
+    x[0, 100:140] = 1.0  # a constant stretch: ties inside pooling windows
+    net.eval(), plain.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), plain(x), rtol=1e-5, atol=1e-5)
+    gf = torch.autograd.grad(net(x).square().sum(), list(net.parameters()))
+    gp = torch.autograd.grad(plain(x).square().sum(), list(net.parameters()))
+    for a, b in zip(gf, gp):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_presets():
+    assert preset("paper").network == NetworkConfig()
+    assert preset("paper").train.batch_size == 64 and preset("paper").train.test_fraction == 0.4
+    assert preset("quick", max_epochs=3).train.max_epochs == 3
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("huge")
+
+
+def test_training_lowers_test_loss_and_writes_bundle(bundle):
+    names = {p.name for p in bundle.iterdir()}
+    assert {"manifest.json", "split.json", "history.json", "snapshots.safetensors"} <= names
+    m = json.loads((bundle / "manifest.json").read_text())
+    assert len(m["runs"]) == 3 and sum(r["kept"] for r in m["runs"]) == 2
+    kept_losses = sorted(r["test_loss"] for r in m["runs"] if r["kept"])
+    assert max(kept_losses) <= min(r["test_loss"] for r in m["runs"] if not r["kept"])
+    assert all(f"run{i}.safetensors" in names for i in m["kept"])
+    assert m["labels"]["names"] == list(LABELS) and m["data"]["n_train"] == 180 and m["data"]["n_test"] == 120
+    assert set(m["versions"]) >= {"torch", "numpy", "starlabel"}
+    hist = json.loads((bundle / "history.json").read_text())
+    for h in hist.values():
+        assert min(h["test_loss"]) < 0.7 * h["test_loss"][0]
+    split = json.loads((bundle / "split.json").read_text())
+    assert len(split["train"]) == 180 and not set(split["train"]) & set(split["test"])
+    snaps = load_file(str(bundle / "snapshots.safetensors"))
+    assert "epoch_1" in snaps and snaps["test_rows"].shape == (120,)
+    assert snaps["epoch_1"].shape == (120, 3)
+
+
+def test_save_load_predict_identical(bundle):
+    flux, cat = toy_spectra(40, seed=5)
+    a = Ensemble.load(bundle)
+    b = Ensemble.load(bundle)
+    mean, std = a.predict(flux)
+    mean2, std2 = b.predict(flux)
+    assert mean.shape == (40, 3) and np.array_equal(mean, mean2) and np.array_equal(std, std2)
+    each = a.predict_each(flux)
+    assert each.shape == (2, 40, 3)
+    np.testing.assert_allclose(mean, each.mean(0))
+    # physical units: Teff predictions in the right ballpark
+    assert np.all((mean[:, 0] > 3000) & (mean[:, 0] < 8000))
+    with pytest.raises(BundleError, match="pixels"):
+        a.predict(flux[:, :-1])
+
+
+def _copy(bundle, tmp_path):
+    import shutil
+
+    return shutil.copytree(bundle, tmp_path / "copy")
+
+
+def test_tampered_weights_refused(bundle, tmp_path):
+    b = _copy(bundle, tmp_path)
+    m = json.loads((b / "manifest.json").read_text())
+    f = b / f"run{m['kept'][0]}.safetensors"
+    data = bytearray(f.read_bytes())
+    data[-5] ^= 0xFF
+    f.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="checksum"):
+        Ensemble.load(b)
+
+
+def test_incomplete_bundle_refused(bundle, tmp_path):
+    b = _copy(bundle, tmp_path)
+    m = json.loads((b / "manifest.json").read_text())
+    (b / f"run{m['kept'][1]}.safetensors").unlink()
+    with pytest.raises(BundleError, match=f"run{m['kept'][1]}.safetensors is missing"):
+        Ensemble.load(b)
+    (b / "manifest.json").unlink()
+    with pytest.raises(BundleError, match="manifest.json is missing"):
+        Ensemble.load(b)
+    with pytest.raises(BundleError, match="does not exist"):
+        Ensemble.load(tmp_path / "nowhere")
+
+
+def test_wrong_grid_refused(bundle):
+    from starlabel.grid import Grid
+
+    ens = Ensemble.load(bundle)
+    ens.check_grid(TOY_GRID)
+    with pytest.raises(BundleError, match="grid"):
+        ens.check_grid(Grid.default())
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_training_resumes_to_the_same_models(sets, tmp_path):
+    args = dict(runs=2, keep=1, seed=3, **FAST)
+    whole = train(sets, tmp_path / "whole", **args)
+
+    def stop(run, epoch, state):
+        if run == 1 and epoch == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(sets, tmp_path / "part", callback=stop, **args)
+    assert not (tmp_path / "part" / "manifest.json").exists()
+    epochs = []
+    part = train(sets, tmp_path / "part", callback=lambda r, e, s: epochs.append((r, e)), **args)
+    assert epochs[0] == (1, 3)  # run 0 was finished, run 1 continues after epoch 2
+    for name in ("history.json", "split.json"):
+        assert (whole / name).read_text() == (part / name).read_text()
+    m = json.loads((whole / "manifest.json").read_text())
+    k = m["kept"][0]
+    wa, wb = load_file(str(whole / f"run{k}.safetensors")), load_file(str(part / f"run{k}.safetensors"))
+    assert all(torch.equal(wa[n], wb[n]) for n in wa)
+    # the same command on a finished training just rewrites the bundle
+    train(sets, tmp_path / "part", callback=lambda *a: pytest.fail("retrained"), **args)
+
+
+def test_resume_with_other_settings_refused(sets, tmp_path):
+    train(sets, tmp_path / "m", runs=1, keep=1, **FAST)
+    with pytest.raises(ValueError, match="different seed"):
+        train(sets, tmp_path / "m", runs=1, keep=1, seed=9, **FAST)
+
+
+def test_non_finite_training_rows_dropped(tmp_path):
+    sets = make_sets(tmp_path / "S.h5", n=120, nan_rows=(3, 7))
+    msgs = []
+    fast = dict(FAST, echo=msgs.append, max_epochs=1)
+    out = train(sets, tmp_path / "m", runs=1, keep=1, **fast)
+    assert any("dropped 2 of 120" in m for m in msgs)
+    split = json.loads((out / "split.json").read_text())
+    assert "TOY00003" not in split["train"] + split["test"]

@@ -1,0 +1,53 @@
+"""`starlabel predict` (issue 3 §3): labels for every spectrum, NaN for broken ones, bounded memory."""
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from starlabel.cli import main
+from starlabel.grid import Grid
+from starlabel.model.ensemble import BundleError, Ensemble
+from starlabel.predict import predict
+from test_model_toy import LABELS, make_sets
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pm")
+    sets = make_sets(d / "SETS.h5", n=200)
+    code = main(["train", str(sets), "--out", str(d / "model"), "--runs", "2", "--keep", "2",
+                 "--labels", ",".join(LABELS), "--max-epochs", "3", "--seed", "4"])
+    assert code == 0
+    return d / "model"
+
+
+def test_predict_labels_all_but_the_broken_spectrum(model, tmp_path):
+    data = make_sets(tmp_path / "obs.h5", n=50, seed=9, nan_rows=(7,), n_observed=50)
+    with pytest.warns(UserWarning, match="TOY00007"):
+        out = predict(model, data, tmp_path / "labels.fits", carry=["SNR", "SET"], chunk=16,
+                      progress=False, echo=lambda *a: None)
+    t = Table.read(out, mask_invalid=False)
+    assert len(t) == 50 and t.colnames[:3] == ["CNAME", "SNR", "SET"]
+    for n in LABELS:
+        assert f"{n}_CNN" in t.colnames and f"E_{n}_CNN" in t.colnames
+    assert t["CNAME"][7] == "TOY00007" and np.isnan(t["TEFF_CNN"][7]) and np.isnan(t["E_FE_H_CNN"][7])
+    ok = np.arange(50) != 7
+    assert np.isfinite(t["TEFF_CNN"][ok]).all() and (t["E_TEFF_CNN"][ok] > 0).all()
+    # the same numbers as the Python API, independent of the chunk size
+    from starlabel.io.dataset import Dataset
+
+    mean, std = Ensemble.load(model).predict(Dataset(data).read()[ok])
+    np.testing.assert_allclose(t["TEFF_CNN"][ok], mean[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(t["E_LOGG_CNN"][ok], std[:, 1], rtol=1e-5, atol=1e-9)
+
+
+def test_predict_cli_and_clear_errors(model, tmp_path, capsys):
+    data = make_sets(tmp_path / "obs.h5", n=20, seed=2)
+    assert main(["predict", str(model), str(data), "--out", str(tmp_path / "l.fits"), "--carry", "SNR"]) == 0
+    assert len(Table.read(tmp_path / "l.fits")) == 20
+    assert main(["predict", str(model), str(data), "--out", str(tmp_path / "x.fits"), "--carry", "NOPE"]) == 2
+    assert "NOPE" in capsys.readouterr().err
+    other = make_sets(tmp_path / "other.h5", n=10, grid=Grid.from_spec("X:5000:5060.1:0.1"))
+    with pytest.raises(BundleError, match="grid"):
+        predict(model, other, tmp_path / "y.fits", progress=False)
+    assert not (tmp_path / "y.fits").exists()
