@@ -51,3 +51,28 @@ def test_predict_cli_and_clear_errors(model, tmp_path, capsys):
     with pytest.raises(BundleError, match="grid"):
         predict(model, other, tmp_path / "y.fits", progress=False)
     assert not (tmp_path / "y.fits").exists()
+
+
+def test_predict_attaches_map_flags(model, tmp_path):
+    from starlabel.similarity import SimilarityMap, map_spectra
+    from starlabel.io.dataset import Dataset, write_dataset
+
+    sets = make_sets(tmp_path / "sets.h5", n=160, seed=3, n_observed=60)
+    map_spectra(sets, tmp_path / "map.h5", seed=0, echo=lambda *a: None)
+    m = SimilarityMap.load(tmp_path / "map.h5")
+    # a night's new spectra: renamed copies of map spectra, so they must be placed, not looked up
+    ds = Dataset(sets)
+    cat = ds.catalogue[:40].copy()
+    cat["CNAME"] = [f"NEW{i:05d}" for i in range(40)]
+    new = write_dataset(tmp_path / "new.h5", ds.grid, ds.read(np.arange(40)), np.zeros((40, ds.n_pixels), "u1"), cat)
+    on_map = predict(model, sets, tmp_path / "a.fits", map_path=tmp_path / "map.h5", progress=False,
+                     echo=lambda *a: None)
+    placed = predict(model, new, tmp_path / "b.fits", map_path=tmp_path / "map.h5", progress=False,
+                     echo=lambda *a: None)
+    a, b = Table.read(on_map), Table.read(placed)
+    assert list(a["INNER"]) == list(np.asarray(m.table["INNER"], bool))
+    assert list(a["OUTLIER"]) == list(np.asarray(m.table["OUTLIER"], bool))
+    expected = m.flag(ds.read(np.arange(40)))
+    assert list(b["INNER"]) == list(expected["INNER"]) and list(b["OUTLIER"]) == list(expected["OUTLIER"])
+    # copies of training spectra land next to the training set
+    assert np.mean(b["INNER"][np.asarray(cat["SET"]) == "train"]) > 0.8

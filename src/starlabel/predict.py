@@ -3,6 +3,9 @@
 Output (FITS table, one row per dataset row, in dataset order): CNAME, any carried catalogue
 columns, then `<LABEL>_CNN` (ensemble mean) and `E_<LABEL>_CNN` (standard deviation over the
 kept networks) per label. Spectra with non-finite flux get NaN labels and a warning naming them.
+With a similarity map (`map_path`), INNER and OUTLIER columns say whether each spectrum lies
+near the training set and whether it is unlike any other: spectra that are on the map take
+its flags, new ones are placed onto it (`SimilarityMap.flag`) without recomputing the map.
 """
 
 from __future__ import annotations
@@ -28,8 +31,32 @@ def output_columns(label_names) -> list[str]:
     return cols
 
 
+def map_flags(map_path, cnames: np.ndarray, read_flux, chunk: int = 2048) -> dict[str, np.ndarray]:
+    """INNER / OUTLIER for each CNAME: taken from the map when it holds the spectrum, else placed on it.
+
+    `read_flux(positions)` returns the flux of the given positions in `cnames`."""
+    from .similarity import SimilarityMap
+
+    m = SimilarityMap.load(map_path)
+    on_map = {c: i for i, c in enumerate(np.asarray(m.table["CNAME"]).astype(str))}
+    j = np.array([on_map.get(c, -1) for c in cnames], dtype=int)
+    flags = {k: np.zeros(len(cnames), bool) for k in ("INNER", "OUTLIER")}
+    known = j >= 0
+    for k in flags:
+        flags[k][known] = np.asarray(m.table[k], bool)[j[known]]
+    new = np.flatnonzero(~known)
+    for i in range(0, len(new), chunk):
+        pos = new[i : i + chunk]
+        placed = m.flag(read_flux(pos))
+        for k in flags:
+            flags[k][pos] = placed[k]
+    if len(new):
+        log.info("placed %d spectra that are not on %s onto the map", len(new), map_path)
+    return flags
+
+
 def predict(model_dir, dataset_path, out, carry=(), chunk: int = 2048, rows=None, echo=print,
-            progress: bool = True):
+            progress: bool = True, map_path=None):
     """Write the labels of `dataset_path` (optionally only `rows`) to the FITS table `out`.
 
     Returns the path. Memory stays bounded by `chunk` spectra at a time."""
@@ -68,6 +95,9 @@ def predict(model_dir, dataset_path, out, carry=(), chunk: int = 2048, rows=None
     for j, n in enumerate(names):
         table[f"{n}_CNN"] = mean[:, j]
         table[f"E_{n}_CNN"] = std[:, j]
+    if map_path is not None:
+        flags = map_flags(map_path, cnames[rows], lambda pos: np.nan_to_num(ds.read(rows[pos]), nan=1.0), chunk)
+        table["INNER"], table["OUTLIER"] = flags["INNER"], flags["OUTLIER"]
     table.meta["MODEL"] = str(ens.path)[-68:]
     table.meta["DATASET"] = str(ds.path)[-68:]
     out_path = out

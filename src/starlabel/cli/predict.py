@@ -8,6 +8,8 @@ def add_parser(sub):
     p.add_argument("--out", required=True, help="output FITS table")
     p.add_argument("--carry", default="", help="comma-separated catalogue columns to copy to the output")
     p.add_argument("--chunk", type=int, default=2048, help="spectra read at a time (bounds memory)")
+    p.add_argument("--map", metavar="MAP.h5", help="attach INNER/OUTLIER flags from this similarity map "
+                   "(spectra not on the map are placed onto it)")
     p.set_defaults(func=run)
 
 
@@ -15,5 +17,5 @@ def run(args):
     from ..predict import predict
 
     carry = [c.strip() for c in args.carry.split(",") if c.strip()]
-    path = predict(args.model, args.dataset, args.out, carry=carry, chunk=args.chunk)
+    path = predict(args.model, args.dataset, args.out, carry=carry, chunk=args.chunk, map_path=args.map)
     print(f"wrote {path}")

@@ -1,0 +1,192 @@
+"""`demo`: the whole pipeline on the embedded mock Gaia-ESO survey, end to end.
+
+synth → prepare → select → map (outliers) → select without outliers → train → predict
+→ PCA+ridge baseline → evaluate → explain → report. Every stage writes its own file
+into RUN_DIR (the layout `starlabel report` reads), and a stage whose output already
+exists is skipped, so an interrupted demo resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+
+from .io.atomic import atomic_path
+
+
+@dataclass(frozen=True)
+class DemoPreset:
+    n_stars: int
+    train_preset: str
+    runs: int
+    keep: int
+    explain_spectra: int
+
+
+DEMO_PRESETS = {
+    # ≈ 10 minutes on 2 cores (see README)
+    "quick": DemoPreset(n_stars=3000, train_preset="quick", runs=3, keep=2, explain_spectra=300),
+    # the paper's scale: 20 000 stars, paper architecture, best 8 of 10 runs (hours on 2 cores)
+    "paper": DemoPreset(n_stars=20000, train_preset="paper", runs=10, keep=8, explain_spectra=1000),
+}
+
+CARRY = ("SET", "SNR", "GES_FLD", "TEFF", "LOGG", "FE_H", "MG_FE", "AL_FE")
+
+
+def _step(name: str, path: Path, echo) -> bool:
+    """Announce a stage; False (skip it) when its output already exists from an earlier run."""
+    if path.exists():
+        echo(f"[demo] {name}: {path} exists, skipped")
+        return False
+    echo(f"[demo] {name} …")
+    return True
+
+
+def baseline_metrics(sets_path, model_dir, truth_path, labels, seed: int = 0) -> Table:
+    """PCA + ridge on exactly the ensemble's train/test split; bias and scatter on the test set."""
+    from .baseline import fit_pca_ridge, predict_pca_ridge
+    from .evaluate.metrics import bias_scatter, read_split
+    from .io.dataset import Dataset
+    from .labels import label_matrix
+
+    ds = Dataset(sets_path)
+    split = read_split(model_dir)
+    cname = np.asarray(ds.catalogue["CNAME"]).astype(str)
+    train_rows = np.flatnonzero(np.isin(cname, split["train"]))
+    test_rows = np.flatnonzero(np.isin(cname, split["test"]))
+    y_train = label_matrix(ds.catalogue[train_rows], labels)
+    ok = np.isfinite(y_train).all(1)
+    model = fit_pca_ridge(ds.read(train_rows[ok]), y_train[ok], seed=seed)
+    pred = predict_pca_ridge(model, ds.read(test_rows))
+    refs = {"catalogue": label_matrix(ds.catalogue[test_rows], labels)}
+    if truth_path is not None and Path(truth_path).exists():
+        truth = Table.read(truth_path)
+        j = {c: i for i, c in enumerate(np.asarray(truth["CNAME"]).astype(str))}
+        idx = np.array([j.get(c, -1) for c in cname[test_rows]])
+        t = label_matrix(truth, labels)[np.maximum(idx, 0)]
+        t[idx < 0] = np.nan
+        refs["truth"] = t
+    rows = []
+    for ref_name, ref in refs.items():
+        for k, name in enumerate(labels):
+            b, s, n = bias_scatter(pred[:, k], ref[:, k])
+            rows.append(("test", ref_name, name, n, b, s))
+    return Table(rows=rows, names=("set", "reference", "label", "n", "bias", "scatter"),
+                 dtype=(str, str, str, int, float, float))
+
+
+def summary_table(metrics: Table, baseline: Table | None) -> Table:
+    """Bias and scatter of the ensemble per set, reference and label (+ the baseline on the test set)."""
+    out = Table(metrics[["set", "reference", "label", "n", "bias", "scatter", "within_1sigma", "within_2sigma"]])
+    out["method"] = "cnn"
+    if baseline is not None:
+        b = Table(baseline)
+        b["within_1sigma"] = np.nan
+        b["within_2sigma"] = np.nan
+        b["method"] = "pca+ridge"
+        from astropy.table import vstack
+
+        out = vstack([out, b[out.colnames]])
+    return out
+
+
+def format_summary(table: Table) -> str:
+    lines = [f"{'set':<16}{'reference':<11}{'method':<11}{'label':<7}{'n':>6}{'bias':>10}{'scatter':>10}"
+             f"{'in 1σ':>7}{'in 2σ':>7}"]
+    for r in table:
+        fmt = "{:10.1f}" if r["label"] == "TEFF" else "{:10.3f}"
+        w1 = "" if not np.isfinite(r["within_1sigma"]) else f"{r['within_1sigma']:7.2f}"
+        w2 = "" if not np.isfinite(r["within_2sigma"]) else f"{r['within_2sigma']:7.2f}"
+        lines.append(f"{r['set']:<16}{r['reference']:<11}{r['method']:<11}{r['label']:<7}{r['n']:>6}"
+                     + fmt.format(r["bias"]) + fmt.format(r["scatter"]) + f"{w1:>7}{w2:>7}")
+    return "\n".join(lines)
+
+
+def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | None = None,
+         runs: int | None = None, keep: int | None = None, workers: int = 2, echo=print) -> Path:
+    """Run the pipeline into `out`; returns the path of the HTML report."""
+    from .evaluate import evaluate
+    from .evaluate.metrics import join_run, metrics_table, read_map_flags, read_split
+    from .explain import explain
+    from .io.dataset import Dataset
+    from .labels import DEFAULT_LABELS
+    from .model.train import train
+    from .predict import predict
+    from .prepare import PrepareSettings, prepare
+    from .report.html import report
+    from .report.map_figures import write_map_figures
+    from .select import select
+    from .similarity import map_spectra, outlier_cnames
+    from .synth.survey import make_survey
+
+    if preset not in DEMO_PRESETS:
+        raise ValueError(f"unknown demo preset {preset!r}; choose one of {sorted(DEMO_PRESETS)}")
+    p = DEMO_PRESETS[preset]
+    n_stars, runs, keep = n_stars or p.n_stars, runs or p.runs, keep or p.keep
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    survey = out / "survey"
+    timings = {}
+    t0 = time.perf_counter()
+
+    def lap(name):
+        timings[name] = round(time.perf_counter() - t0 - sum(timings.values()), 1)
+
+    if _step(f"synth survey of {n_stars} stars", survey / "truth.fits", echo):
+        make_survey(survey, n_stars, seed=seed, workers=workers)
+    lap("synth")
+    if _step("prepare", out / "dataset.h5", echo):
+        prepare(survey / "catalogue.fits", survey / "spectra", out / "dataset.h5",
+                PrepareSettings(workers=workers))
+    lap("prepare")
+    if _step("select (training candidates)", out / "candidates.h5", echo):
+        select(out / "dataset.h5", out / "candidates.h5", echo=echo)
+    if _step("similarity map", out / "map.h5", echo):
+        m = map_spectra(out / "candidates.h5", out / "map.h5", seed=seed, echo=echo)
+        cand = Dataset(out / "candidates.h5")
+        write_map_figures(m, out / "map_figures", "map", read=cand.read, wavelength=cand.wavelength)
+    lap("map")
+    if _step("select without map outliers", out / "sets.h5", echo):
+        select(out / "dataset.h5", out / "sets.h5", exclude_cnames=outlier_cnames(out / "map.h5"), echo=echo)
+    lap("select")
+    if _step(f"train ({p.train_preset} preset, best {keep} of {runs} runs)", out / "model" / "manifest.json", echo):
+        train(out / "sets.h5", out / "model", labels=DEFAULT_LABELS, runs=runs, keep=keep,
+              preset=p.train_preset, seed=seed, echo=echo)
+    lap("train")
+    if _step("predict", out / "labels.fits", echo):
+        predict(out / "model", out / "sets.h5", out / "labels.fits", carry=CARRY, echo=echo,
+                map_path=out / "map.h5")
+    lap("predict")
+    if _step("evaluate", out / "eval" / "index.json", echo):
+        evaluate(out / "model", out / "sets.h5", out / "labels.fits", out / "eval", map_path=out / "map.h5",
+                 truth_path=survey / "truth.fits", echo=echo)
+    lap("evaluate")
+    if _step("explain", out / "explain" / "explain.h5", echo):
+        explain(out / "model", out / "sets.h5", out / "explain" / "explain.h5", which="test",
+                n_max=p.explain_spectra, seed=seed)
+    lap("explain")
+
+    joined = join_run(Dataset(out / "sets.h5").catalogue,
+                      Table.read(out / "labels.fits"), read_split(out / "model"),
+                      read_map_flags(out / "map.h5"), Table.read(survey / "truth.fits"))
+    baseline = baseline_metrics(out / "sets.h5", out / "model", survey / "truth.fits", DEFAULT_LABELS, seed)
+    summary = summary_table(metrics_table(joined), baseline)
+    with atomic_path(out / "summary.csv") as tmp:
+        summary.write(tmp, format="ascii.csv")
+    lap("summary")
+    echo("\n" + format_summary(summary[summary["set"] != "train"]))
+    path = report(out, out / "report.html")
+    lap("report")
+    timings["total"] = round(time.perf_counter() - t0, 1)
+    settings = dict(asdict(p), n_stars=n_stars, runs=runs, keep=keep, seed=seed, preset=preset)
+    with atomic_path(out / "demo.json") as tmp:
+        tmp.write_text(json.dumps({"settings": settings, "timings_s": timings}, indent=2))
+    echo(f"\n[demo] stage timings (s): {timings}")
+    echo(f"[demo] report: {path.resolve()}")
+    return path
+
