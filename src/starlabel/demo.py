@@ -108,7 +108,8 @@ def format_summary(table: Table) -> str:
 
 
 def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | None = None,
-         runs: int | None = None, keep: int | None = None, workers: int = 2, echo=print) -> Path:
+         runs: int | None = None, keep: int | None = None, workers: int = 2, max_epochs: int | None = None,
+         echo=print) -> Path:
     """Run the pipeline into `out`; returns the path of the HTML report."""
     from .evaluate import evaluate
     from .evaluate.metrics import join_run, metrics_table, read_map_flags, read_split
@@ -156,7 +157,8 @@ def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | No
     lap("select")
     if _step(f"train ({p.train_preset} preset, best {keep} of {runs} runs)", out / "model" / "manifest.json", echo):
         train(out / "sets.h5", out / "model", labels=DEFAULT_LABELS, runs=runs, keep=keep,
-              preset=p.train_preset, seed=seed, echo=echo)
+              preset=p.train_preset, seed=seed, echo=echo,
+              **({"max_epochs": max_epochs} if max_epochs else {}))
     lap("train")
     if _step("predict", out / "labels.fits", echo):
         predict(out / "model", out / "sets.h5", out / "labels.fits", carry=CARRY, echo=echo,
@@ -183,7 +185,8 @@ def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | No
     path = report(out, out / "report.html")
     lap("report")
     timings["total"] = round(time.perf_counter() - t0, 1)
-    settings = dict(asdict(p), n_stars=n_stars, runs=runs, keep=keep, seed=seed, preset=preset)
+    settings = dict(asdict(p), n_stars=n_stars, runs=runs, keep=keep, seed=seed, preset=preset,
+                    max_epochs=max_epochs)
     with atomic_path(out / "demo.json") as tmp:
         tmp.write_text(json.dumps({"settings": settings, "timings_s": timings}, indent=2))
     echo(f"\n[demo] stage timings (s): {timings}")

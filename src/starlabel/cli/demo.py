@@ -12,6 +12,7 @@ def add_parser(sub):
     p.add_argument("--n-stars", type=int, help="override the preset's survey size")
     p.add_argument("--runs", type=int, help="override the preset's number of training runs")
     p.add_argument("--keep", type=int, help="override the preset's number of kept runs")
+    p.add_argument("--max-epochs", type=int, help="override the training preset's maximum epochs")
     p.add_argument("--workers", type=int, default=2, help="processes for synth and prepare")
     p.set_defaults(func=run)
 
@@ -20,4 +21,4 @@ def run(args):
     from ..demo import demo
 
     demo(args.out, preset=args.preset, seed=args.seed, n_stars=args.n_stars, runs=args.runs,
-         keep=args.keep, workers=args.workers)
+         keep=args.keep, workers=args.workers, max_epochs=args.max_epochs)

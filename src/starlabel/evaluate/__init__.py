@@ -175,8 +175,9 @@ def evaluate(model_dir, sets_path, labels_path, out_dir, map_path=None, truth_pa
     test = np.asarray(joined["test"], bool)
     if test.any():
         for reference in M.references(joined):
-            res = {n: (joined[f"{n}_CNN"][test] - joined[M.ref_column(n, reference)][test]) / joined[f"E_{n}_CNN"][test]
-                   for n in names}
+            with np.errstate(divide="ignore", invalid="ignore"):  # σ = 0 with a single kept model
+                res = {n: (joined[f"{n}_CNN"][test] - joined[M.ref_column(n, reference)][test])
+                       / joined[f"E_{n}_CNN"][test] for n in names}
             note(F.calibration(res, out_dir / f"calibration_{reference}.png", f"test set against {reference}"),
                  f"Uncertainty calibration: (CNN − {reference}) / ensemble σ on the test set")
 
