@@ -20,7 +20,6 @@ EXPLAIN.h5 layout:
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
 import warnings
@@ -33,9 +32,9 @@ import numpy as np
 from astropy.table import Table
 from scipy.signal import find_peaks
 
-from . import __version__
 from .grid import Grid
 from .io.atomic import atomic_path
+from .io.dataset import stamp
 from .labels import SOLAR_GAS07
 
 log = logging.getLogger(__name__)
@@ -79,8 +78,7 @@ class GradientMaps:
             f.attrs["n_spectra"] = int(self.n_spectra)
             for k, v in self.meta.items():
                 f.attrs[k] = v if isinstance(v, (int, float, str)) else json.dumps(v, default=str)
-            f.attrs["starlabel_version"] = __version__
-            f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
+            stamp(f)
         return path
 
     @classmethod

@@ -62,7 +62,6 @@ Placing new spectra without recomputing the map (beyond the paper)
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import json
 import logging
 from dataclasses import dataclass
@@ -75,8 +74,8 @@ from astropy.table import Table
 from scipy.ndimage import uniform_filter1d
 from scipy.spatial import cKDTree
 
-from . import __version__
 from .io.atomic import atomic_path
+from .io.dataset import stamp
 from .labels import DEFAULT_LABELS
 
 log = logging.getLogger(__name__)
@@ -452,8 +451,7 @@ class SimilarityMap:
                 _write_table(f, "outliers", self.outliers)
                 f.attrs["settings"] = json.dumps(dataclasses.asdict(self.settings))
                 f.attrs["inner_distance"] = self.inner_distance
-                f.attrs["starlabel_version"] = __version__
-                f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
+                stamp(f)
                 f.attrs["method"] = ("PCA -> openTSNE; new spectra placed by rebuilding a TSNEEmbedding "
                                      "from embedding + pca_coords (see starlabel.similarity)")
         return path

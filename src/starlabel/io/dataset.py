@@ -35,6 +35,12 @@ MASK_NAN = 4  # non-finite input pixel
 REJECT_COLUMNS = ("FILE", "CNAME", "SETUP", "REASON")
 
 
+def stamp(h5: h5py.File) -> None:
+    """Record which starlabel version wrote an HDF5 output, and when."""
+    h5.attrs["starlabel_version"] = __version__
+    h5.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
+
+
 def empty_rejects() -> Table:
     return Table(names=REJECT_COLUMNS, dtype=(str, str, str, str))
 
@@ -76,8 +82,7 @@ class DatasetWriter:
         self._h5.create_dataset("wavelength", data=grid.wavelength)
         self._h5.attrs["grid"] = grid.to_json()
         self._h5.attrs["settings"] = json.dumps(settings or {}, default=str)
-        self._h5.attrs["starlabel_version"] = __version__
-        self._h5.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
+        stamp(self._h5)
         self.n = 0
 
     def append(self, flux: np.ndarray, mask: np.ndarray) -> None:
