@@ -1,10 +1,13 @@
 """Speed of the CNN (issue 3 §5): training throughput and inference throughput, with peak memory.
 
-    .venv/bin/python benchmarks/bench_model.py [--threads 2] [--plain] [--preset paper]
+    .venv/bin/python benchmarks/bench_model.py [--threads 2] [--compile] [--plain] [--preset paper]
 
 Times the package's own training step (`starlabel.model.train.fit_epoch`: shuffled batches of 64,
-Adam) over 8 817 random 8 669-pixel spectra, and `Network` inference per model at several batch
-sizes. `--plain` also times the textbook nn.Sequential with the same weights for comparison.
+Adam) over 8 817 random 8 669-pixel spectra, and inference per model at several batch sizes
+through the path `starlabel predict` uses (`Ensemble.predict_each`: batches shared out to
+`--threads` worker threads, each single-threaded; `--compile` adds the torch.compile'd first
+block, whose one-off compile time is printed). `--plain` also times the textbook nn.Sequential
+with the same weights (a plain batch loop with intra-op threads) for comparison.
 The machine's load (uptime) is printed: on a shared machine the numbers are only indicative.
 """
 
@@ -15,9 +18,12 @@ import os
 import resource
 import time
 
+import numpy as np
 import torch
 
+from starlabel.labels import LabelSet
 from starlabel.model.config import preset
+from starlabel.model.ensemble import Ensemble
 from starlabel.model.network import Network
 from starlabel.model.train import fit_epoch
 
@@ -52,6 +58,24 @@ def time_inference(model, x, batch, repeats):
     return len(x) / best
 
 
+def time_predict(net, x, batch, repeats, threads, compile):
+    """Spectra per second through Ensemble.predict_each (one network), best of `repeats`."""
+    names = tuple(f"L{i}" for i in range(net.config.n_labels))
+    labels = LabelSet.fit(names, np.random.default_rng(0).normal(size=(10, len(names))))
+    ens = Ensemble([net.eval().requires_grad_(False)], labels, grid=None, manifest={}, device="cpu")
+    xn = x.numpy()
+    t = time.perf_counter()
+    ens.predict_each(xn[: 2 * batch], batch, threads, compile)  # warm-up (and compilation)
+    warm = time.perf_counter() - t
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        ens.predict_each(xn, batch, threads, compile)
+        best = min(best, time.perf_counter() - t)
+    net.requires_grad_(True).train()
+    return len(x) / best, warm
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
@@ -62,6 +86,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=2, help="best of N timings")
     ap.add_argument("--plain", action="store_true", help="also time the plain nn.Sequential network")
     ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--compile", action="store_true", help="also time inference with the compiled first block")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     p = preset(args.preset)
@@ -84,9 +109,16 @@ def main(argv=None):
             print(f"{name:10s} train: {s:6.2f} s/epoch over {args.n_train} spectra (batch {p.train.batch_size}) "
                   f"= {args.n_train / s:7.0f} spectra×epochs/s")
         for bs in [int(b) for b in args.batch_sizes.split(",")]:
-            r = time_inference(fwd, x[: args.n_infer], bs, args.repeats)
-            results[(name, bs)] = r
-            print(f"{name:10s} infer: batch {bs:5d}: {r:7.0f} spectra/s per model")
+            if name == "plain":
+                r = time_inference(fwd, x[: args.n_infer], bs, args.repeats)
+                results[(name, bs)] = r
+                print(f"{name:10s} infer: batch {bs:5d}: {r:7.0f} spectra/s per model (intra-op threads)")
+                continue
+            for comp in (False, True) if args.compile else (False,):
+                r, warm = time_predict(fwd, x[: args.n_infer], bs, args.repeats, args.threads, comp)
+                results[(name + "+compile" * comp, bs)] = r
+                print(f"{name + '+compile' * comp:18s} infer: batch {bs:5d}: {r:7.0f} spectra/s per model "
+                      f"({args.threads} worker threads" + (f"; warm-up incl. compile {warm:.1f} s)" if comp else ")"))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     data_mb = x.numel() * 4 / 2**20
     print(f"peak RSS {rss:.0f} MiB (of which {data_mb:.0f} MiB are the random input spectra)")

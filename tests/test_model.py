@@ -46,6 +46,48 @@ def test_fast_forward_and_gradient_equal_plain_reference(cfg):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("cfg", [NetworkConfig(), NetworkConfig(n_pixels=601, filters=(3, 5), kernel=7, pool=3,
+                                                                 dense=(16,), n_labels=2)])
+def test_inference_path_equals_training_forward(cfg):
+    """Eval without autograd takes `_forward_infer` (cached window matrices, in-place ops): the same
+    numbers as the autograd forward, and the cache follows in-place weight updates — also the
+    fused Adam step's, which does not bump the parameters' version counters."""
+    torch.manual_seed(1)
+    net = Network(cfg).eval()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    opt = torch.optim.Adam(net.parameters(), lr=0.05, fused=True)
+    x = 1 + 0.05 * torch.randn(5, cfg.n_pixels)
+    for _ in range(3):
+        out = net(x)  # grad enabled: the training forward
+        ref = out.detach()
+        with torch.inference_mode():
+            torch.testing.assert_close(net(x), ref, rtol=1e-6, atol=1e-7)
+        with torch.no_grad():
+            torch.testing.assert_close(net(x), ref, rtol=1e-6, atol=1e-7)
+        opt.zero_grad()
+        out.square().sum().backward()
+        opt.step()
+
+
+def test_compiled_first_block_matches_eager():
+    """`compile_first_block` (torch.compile) gives the eager numbers to float rounding, on full
+    batches only; if the compiler is unavailable it reports False and the eager path stays."""
+    cfg = NetworkConfig(n_pixels=601, filters=(3, 5), kernel=7, pool=3, dense=(16,), n_labels=2)
+    torch.manual_seed(2)
+    net = Network(cfg).eval().requires_grad_(False)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    x = 1 + 0.05 * torch.randn(8, cfg.n_pixels)
+    with torch.inference_mode():
+        ref = net(x)
+    ok = net.compile_first_block(4)
+    assert ok == (net._first_block is not None)
+    with torch.inference_mode():
+        torch.testing.assert_close(torch.cat([net(x[:4]), net(x[4:]), net(x[5:])]),
+                                   torch.cat([ref, ref[5:]]), rtol=1e-5, atol=1e-6)
+
+
 def test_presets():
     assert preset("paper").network == NetworkConfig()
     assert preset("paper").train.batch_size == 64 and preset("paper").train.test_fraction == 0.4
@@ -83,6 +125,8 @@ def test_save_load_predict_identical(bundle):
     assert mean.shape == (40, 3) and np.array_equal(mean, mean2) and np.array_equal(std, std2)
     each = a.predict_each(flux)
     assert each.shape == (2, 40, 3)
+    # worker threads share out the batches: the same numbers for any thread count
+    assert np.array_equal(a.predict_each(flux, batch=8, threads=1), a.predict_each(flux, batch=8, threads=3))
     np.testing.assert_allclose(mean, each.mean(0))
     # physical units: Teff predictions in the right ballpark
     assert np.all((mean[:, 0] > 3000) & (mean[:, 0] < 8000))

@@ -170,22 +170,56 @@ class Ensemble:
 
     # ------------------------------------------------------------------ prediction
 
-    def predict_each(self, flux, batch: int | None = None) -> np.ndarray:
+    def predict_each(self, flux, batch: int | None = None, threads: int | None = None,
+                     compile: bool = False) -> np.ndarray:
         """(M, N, L) predictions of every kept network, physical units.
 
         `batch`: spectra per forward pass; small batches stay in the CPU caches and are
-        fastest there (default 32 on CPU, 1024 on GPU)."""
+        fastest there (default 32 on CPU, 1024 on GPU). On the CPU the batches are shared out
+        to `threads` worker threads (default: torch.get_num_threads()), each running its
+        operations single-threaded — much faster than splitting each small operation over
+        the cores; the numbers do not depend on the thread count. Every kept network runs on a batch while it is in the cache.
+        `compile=True` compiles the first conv block with torch.compile (some seconds, once
+        per process): ~1.3× faster for large N; full batches then differ from the eager path
+        by float rounding only. If compilation fails, the eager path is used."""
         x = self._flux(flux)
-        batch = batch or (32 if self.device.type == "cpu" else 1024)
-        out = np.empty((len(self.networks), len(x), len(self.labels.names)))
-        with torch.inference_mode():
-            for i in range(0, len(x), batch):
-                xb = x[i : i + batch].to(self.device)
-                for m, net in enumerate(self.networks):
-                    out[m, i : i + batch] = net(xb).double().cpu().numpy()
-        return self.labels.from_network(out)
+        cpu = self.device.type == "cpu"
+        batch = batch or (32 if cpu else 1024)
+        out = np.empty((len(self.networks), len(x), len(self.labels.names)), dtype=np.float32)
+        if compile and cpu and len(x) >= batch:
+            for net in self.networks:
+                if getattr(net, "_first_block", None) is None or net._first_block[1] != batch:
+                    net.compile_first_block(batch)
+        starts = range(0, len(x), batch)
 
-    def predict(self, flux, batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Ensemble mean and standard deviation over the kept networks, each (N, L)."""
-        each = self.predict_each(flux, batch)
+        def work(chunk):
+            with torch.inference_mode():
+                for i in chunk:
+                    xb = x[i : i + batch].to(self.device)
+                    for m, net in enumerate(self.networks):
+                        out[m, i : i + batch] = net(xb).cpu().numpy()
+
+        if not cpu:
+            work(starts)
+            return self.labels.from_network(out.astype(np.float64))
+        threads = max(1, min(threads or torch.get_num_threads(), len(starts)))
+        saved = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            if threads == 1:
+                work(starts)
+            else:
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(threads) as pool:
+                    list(pool.map(work, [starts[t::threads] for t in range(threads)]))
+        finally:
+            torch.set_num_threads(saved)
+        return self.labels.from_network(out.astype(np.float64))
+
+    def predict(self, flux, batch: int | None = None, threads: int | None = None,
+                compile: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Ensemble mean and standard deviation over the kept networks, each (N, L).
+        `batch`, `threads`, `compile`: see `predict_each`."""
+        each = self.predict_each(flux, batch, threads, compile)
         return each.mean(0), each.std(0)
