@@ -56,10 +56,12 @@ def map_flags(map_path, cnames: np.ndarray, read_flux, chunk: int = 2048) -> dic
 
 
 def predict(model_dir, dataset_path, out, carry=(), chunk: int = 2048, rows=None, echo=print,
-            progress: bool = True, map_path=None):
+            progress: bool = True, map_path=None, compile: bool = False):
     """Write the labels of `dataset_path` (optionally only `rows`) to the FITS table `out`.
 
-    Returns the path. Memory stays bounded by `chunk` spectra at a time."""
+    Returns the path. Memory stays bounded by `chunk` spectra at a time. `compile` runs the
+    first convolution block through torch.compile (≈1.5× faster on a CPU, a few seconds to
+    compile: worth it from about 10⁵ spectra × models)."""
     ens = model_dir if isinstance(model_dir, Ensemble) else Ensemble.load(model_dir)
     ds = Dataset(dataset_path)
     ens.check_grid(ds.grid, source=str(ds.path))
@@ -83,7 +85,7 @@ def predict(model_dir, dataset_path, out, carry=(), chunk: int = 2048, rows=None
                 warnings.warn(f"{len(bad)} spectra with non-finite flux get NaN labels: {', '.join(bad)}",
                               stacklevel=2)
             if ok.any():
-                m, s = ens.predict(flux[ok])
+                m, s = ens.predict(flux[ok], compile=compile)
                 mean[done : done + len(r)][ok] = m
                 std[done : done + len(r)][ok] = s
             done += len(r)

@@ -10,6 +10,8 @@ def add_parser(sub):
     p.add_argument("--chunk", type=int, default=2048, help="spectra read at a time (bounds memory)")
     p.add_argument("--map", metavar="MAP.h5", help="attach INNER/OUTLIER flags from this similarity map "
                    "(spectra not on the map are placed onto it)")
+    p.add_argument("--compile", action="store_true",
+                   help="compile the first convolution block (faster for large catalogues)")
     p.set_defaults(func=run)
 
 
@@ -17,5 +19,6 @@ def run(args):
     from ..predict import predict
 
     carry = [c.strip() for c in args.carry.split(",") if c.strip()]
-    path = predict(args.model, args.dataset, args.out, carry=carry, chunk=args.chunk, map_path=args.map)
+    path = predict(args.model, args.dataset, args.out, carry=carry, chunk=args.chunk, map_path=args.map,
+                   compile=args.compile)
     print(f"wrote {path}")
