@@ -35,6 +35,7 @@ def main(argv=None):
     ap.add_argument("--reference", default=str(REFERENCE))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--compile", action="store_true", help="starlabel inference with the compiled first block")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(HERE))
     import bench_model
@@ -47,7 +48,8 @@ def main(argv=None):
               flush=True)
         best_k_epoch = min(best_k_epoch, e)
         best_k_inf = {b: max(r, best_k_inf.get(b, 0)) for b, r in inf.items()}
-        res = bench_model.main(["--threads", str(args.threads), "--repeats", "1"])
+        res = bench_model.main(["--threads", str(args.threads), "--repeats", "1"]
+                               + (["--compile"] if args.compile else []))
         best_s_epoch = min(best_s_epoch, res[("starlabel", "epoch")])
         best_s_inf = {b: max(res[("starlabel", b)], best_s_inf.get(b, 0)) for b in best_k_inf}
     print("\n=== starlabel / Keras (best of rounds; > 1 = starlabel faster) ===")
