@@ -41,6 +41,11 @@ class TrainConfig:
     test_fraction: float = 0.4  # paper Sect. 3.2.1: 8817 train / 5879 test
     eval_batch_size: int = 64  # test-set passes; small batches are fastest on CPU
     snapshot_epochs: tuple[int, ...] = (1, 10)  # + the last epoch (paper Fig. 6)
+    # Learning rate × lr_factor after lr_patience epochs without a better test loss (None: constant).
+    # Not in the paper; without it the test loss stalls on a noisy plateau and the networks underfit.
+    lr_factor: float | None = 0.5
+    lr_patience: int = 5
+    min_lr: float = 1e-5
 
     def to_dict(self) -> dict:
         return asdict(self)

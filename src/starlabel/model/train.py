@@ -135,6 +135,8 @@ def train_run(index: int, seed: int, net_cfg: NetworkConfig, cfg: TrainConfig, d
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate,
                            fused=device.type in ("cpu", "cuda"))
     shuffle = torch.Generator().manual_seed(seed)
+    sched = (torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_factor, patience=cfg.lr_patience,
+                                                        min_lr=cfg.min_lr) if cfg.lr_factor else None)
     names = [n for n, _ in net.named_parameters()]
     st = {"index": index, "seed": seed, "epoch": 0, "best_epoch": 0, "best_test": float("inf"),
           "bad_epochs": 0, "done": False, "train_loss": [], "test_loss": [], "snapshots": []}
@@ -151,6 +153,8 @@ def train_run(index: int, seed: int, net_cfg: NetworkConfig, cfg: TrainConfig, d
             return st | {"_best": best, "_snaps": snaps}
         net.load_state_dict({n: tensors[f"model.{n}"] for n in names})
         checkpoint.restore_optimizer(opt, tensors, st.pop("optim"))
+        if sched is not None and "sched" in st:
+            sched.load_state_dict(st["sched"])
         torch.set_rng_state(tensors["rng.torch"])
         shuffle.set_state(tensors["rng.shuffle"])
         if device.type == "cuda" and "rng.cuda" in tensors:
@@ -182,6 +186,9 @@ def train_run(index: int, seed: int, net_cfg: NetworkConfig, cfg: TrainConfig, d
         st["train_loss"].append(train_loss)
         st["test_loss"].append(test)
         st["epoch"] = epoch
+        if sched is not None:
+            sched.step(test)
+            st["sched"] = sched.state_dict()
         if epoch in cfg.snapshot_epochs:
             snaps[f"epoch_{epoch}"] = pred.cpu()
         if test < st["best_test"] - cfg.min_delta:
