@@ -7,16 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..evaluate.figures import plt, save
 from ..labels import PRETTY
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _point_size(n):
@@ -28,7 +20,6 @@ def plot_map_labels(m, path, labels=("TEFF", "LOGG", "FE_H")) -> Path | None:
     labels = [lab for lab in labels if lab in m.table.colnames]
     if not labels:
         return None
-    plt = _plt()
     x, y = m.embedding[:, 0], m.embedding[:, 1]
     s = _point_size(len(x))
     fig, axes = plt.subplots(1, len(labels), figsize=(5.2 * len(labels), 4.8), squeeze=False)
@@ -42,15 +33,11 @@ def plot_map_labels(m, path, labels=("TEFF", "LOGG", "FE_H")) -> Path | None:
         fig.colorbar(sc, ax=ax, label=PRETTY.get(lab, lab))
         ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle(f"t-SNE similarity map, perplexity {m.settings.perplexity:g}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save(fig, path, dpi=120)
 
 
 def plot_inner_outer(m, path) -> Path:
     """Fig. 4: all spectra with the training set; the inner observed set; the outer observed set."""
-    plt = _plt()
     t = m.table
     x, y = m.embedding[:, 0], m.embedding[:, 1]
     s = _point_size(len(x))
@@ -71,10 +58,7 @@ def plot_inner_outer(m, path) -> Path:
         ax.legend(loc="upper right", fontsize=8, markerscale=3)
         ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle(f"inner: within {m.inner_distance:.3g} (map units) of a training spectrum")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save(fig, path, dpi=120)
 
 
 def plot_outlier_thumbnails(m, read, wavelength, path, max_spectra: int = 24) -> Path | None:
@@ -90,7 +74,6 @@ def plot_outlier_thumbnails(m, read, wavelength, path, max_spectra: int = 24) ->
     zmax = np.max([np.asarray(t[f"{n}_Z"], float)[rows] for n in ("LINE", "BROAD", "KNN")], axis=0)
     rows = rows[np.argsort(-zmax)][:max_spectra]
     flux = read(np.asarray(t["ROW"])[rows] if "ROW" in t.colnames else rows)
-    plt = _plt()
     ncol = 4
     nrow = int(np.ceil(len(rows) / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 1.9 * nrow), squeeze=False)
@@ -107,10 +90,7 @@ def plot_outlier_thumbnails(m, read, wavelength, path, max_spectra: int = 24) ->
         ax.axis("off")
     fig.suptitle(f"flagged outliers ({len(rows)} of {int(np.sum(t['OUTLIER']))} shown; grey: mean spectrum; "
                  f"{wl[0]:.0f}-{wl[-1]:.0f} Å, pixels)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save(fig, path, dpi=110)
 
 
 def write_map_figures(m, figures_dir, stem: str, read=None, wavelength=None) -> list[Path]:
