@@ -24,7 +24,7 @@ def make_run(run, n=240, seed=0):
     """
     from safetensors.numpy import save_file
 
-    from starlabel.io.dataset import _write_table, write_dataset
+    from starlabel.io.dataset import write_dataset, write_table
 
     rng = np.random.default_rng(seed)
     run.mkdir(parents=True, exist_ok=True)
@@ -75,7 +75,7 @@ def make_run(run, n=240, seed=0):
                   "OUTLIER": outlier})
     with h5py.File(run / "map.h5", "w") as f, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _write_table(f, "catalogue", mtab)
+        write_table(f, "catalogue", mtab)
     return run
 
 

@@ -50,7 +50,7 @@ def _step(name: str, path: Path, echo) -> bool:
 def baseline_metrics(sets_path, model_dir, truth_path, labels, seed: int = 0) -> Table:
     """PCA + ridge on exactly the ensemble's train/test split; bias and scatter on the test set."""
     from .baseline import fit_pca_ridge, predict_pca_ridge
-    from .evaluate.metrics import bias_scatter, read_split
+    from .evaluate.metrics import bias_scatter, index_of, read_split
     from .io.dataset import Dataset
     from .labels import label_matrix
 
@@ -66,8 +66,7 @@ def baseline_metrics(sets_path, model_dir, truth_path, labels, seed: int = 0) ->
     refs = {"catalogue": label_matrix(ds.catalogue[test_rows], labels)}
     if truth_path is not None and Path(truth_path).exists():
         truth = Table.read(truth_path)
-        j = {c: i for i, c in enumerate(np.asarray(truth["CNAME"]).astype(str))}
-        idx = np.array([j.get(c, -1) for c in cname[test_rows]])
+        idx = index_of(cname[test_rows], np.asarray(truth["CNAME"]).astype(str))
         t = label_matrix(truth, labels)[np.maximum(idx, 0)]
         t[idx < 0] = np.nan
         refs["truth"] = t

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -34,7 +33,7 @@ from scipy.signal import find_peaks
 
 from .grid import Grid
 from .io.atomic import atomic_path
-from .io.dataset import stamp
+from .io.dataset import read_table, stamp, write_table
 from .labels import SOLAR_GAS07
 
 log = logging.getLogger(__name__)
@@ -70,9 +69,7 @@ class GradientMaps:
             for key in ("wavelength", "mean_flux", "signed", "absolute", "ensemble_signed", "ensemble_absolute"):
                 f.create_dataset(key, data=np.asarray(getattr(self, key), dtype="f8" if key == "wavelength" else "f4"))
             if self.lines is not None:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    self.lines.write(f, path="lines", serialize_meta=True)
+                write_table(f, "lines", self.lines)
             f.attrs["labels"] = json.dumps(list(self.labels))
             f.attrs["grid"] = self.grid.to_json() if self.grid is not None else ""
             f.attrs["n_spectra"] = int(self.n_spectra)
@@ -91,9 +88,7 @@ class GradientMaps:
                                              "ensemble_signed", "ensemble_absolute")}
             lines = None
             if "lines" in f:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    lines = Table.read(f, path="lines", character_as_bytes=False)
+                lines = read_table(f, "lines")
             grid_json = f.attrs.get("grid", "")
             meta = {k: f.attrs[k] for k in f.attrs if k not in ("labels", "grid", "n_spectra")}
             return cls(labels=tuple(json.loads(f.attrs["labels"])), n_spectra=int(f.attrs["n_spectra"]),

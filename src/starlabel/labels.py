@@ -34,10 +34,10 @@ def x_fe(a_x, element: str, feh):
     return np.asarray(a_x, dtype=float) - SOLAR_GAS07[element] - np.asarray(feh, dtype=float)
 
 
-def _filled(table: Table, col: str) -> np.ndarray:
+def float_column(table: Table, col: str) -> np.ndarray:
+    """A catalogue column as a plain float array, masked entries as NaN."""
     c = table[col]
-    arr = np.asarray(getattr(c, "filled", lambda v: c)(np.nan), dtype=float)
-    return arr
+    return np.asarray(c.filled(np.nan) if hasattr(c, "filled") else c, dtype=float)
 
 
 def add_relative_labels(table: Table) -> Table:
@@ -45,14 +45,14 @@ def add_relative_labels(table: Table) -> Table:
     for col in ("FE1", "MG1", "AL1"):
         if col not in table.colnames:
             raise KeyError(f"catalogue has no column {col!r} (needed for [Fe/H], [Mg/Fe], [Al/Fe])")
-    feh = fe_h(_filled(table, "FE1"))
+    feh = fe_h(float_column(table, "FE1"))
     table["FE_H"] = feh
-    table["MG_FE"] = x_fe(_filled(table, "MG1"), "Mg", feh)
-    table["AL_FE"] = x_fe(_filled(table, "AL1"), "Al", feh)
-    e_fe = _filled(table, "E_FE1") if "E_FE1" in table.colnames else np.full(len(table), np.nan)
+    table["MG_FE"] = x_fe(float_column(table, "MG1"), "Mg", feh)
+    table["AL_FE"] = x_fe(float_column(table, "AL1"), "Al", feh)
+    e_fe = float_column(table, "E_FE1") if "E_FE1" in table.colnames else np.full(len(table), np.nan)
     table["E_FE_H"] = e_fe
     for x, col in (("MG", "MG1"), ("AL", "AL1")):
-        e = _filled(table, f"E_{col}") if f"E_{col}" in table.colnames else np.full(len(table), np.nan)
+        e = float_column(table, f"E_{col}") if f"E_{col}" in table.colnames else np.full(len(table), np.nan)
         table[f"E_{x}_FE"] = np.hypot(e, e_fe)
     return table
 
@@ -98,7 +98,7 @@ def label_matrix(table: Table, names) -> np.ndarray:
     missing = [n for n in names if n not in table.colnames]
     if missing:
         raise KeyError(f"catalogue has no label column(s) {missing}; it has {table.colnames}")
-    return np.column_stack([_filled(table, n) for n in names])
+    return np.column_stack([float_column(table, n) for n in names])
 
 
 @dataclass
@@ -118,7 +118,7 @@ class QualityCuts:
     def masks(self, table: Table) -> list[tuple[str, np.ndarray]]:
         """(name, passes) per cut, in the order they are applied. NaN fails a cut."""
         out = []
-        col = lambda c: _filled(table, c)  # noqa: E731
+        col = lambda c: float_column(table, c)  # noqa: E731
         with np.errstate(invalid="ignore"):
             if self.min_snr is not None:
                 out.append((f"S/N >= {self.min_snr:g}", col("SNR") >= self.min_snr))

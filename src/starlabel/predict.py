@@ -35,11 +35,11 @@ def map_flags(map_path, cnames: np.ndarray, read_flux, chunk: int = 2048) -> dic
     """INNER / OUTLIER for each CNAME: taken from the map when it holds the spectrum, else placed on it.
 
     `read_flux(positions)` returns the flux of the given positions in `cnames`."""
+    from .evaluate.metrics import index_of
     from .similarity import SimilarityMap
 
     m = SimilarityMap.load(map_path)
-    on_map = {c: i for i, c in enumerate(np.asarray(m.table["CNAME"]).astype(str))}
-    j = np.array([on_map.get(c, -1) for c in cnames], dtype=int)
+    j = index_of(cnames, np.asarray(m.table["CNAME"]).astype(str))
     flags = {k: np.zeros(len(cnames), bool) for k in ("INNER", "OUTLIER")}
     known = j >= 0
     for k in flags:

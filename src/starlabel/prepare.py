@@ -43,6 +43,7 @@ from .grid import Grid, Setup, resample
 from .io.catalogue import PREPARE_COLUMNS, read_catalogue
 from .io.dataset import MASK_NAN, MASK_REPAIRED, MASK_UNCOVERED, REJECT_COLUMNS, DatasetWriter, empty_rejects
 from .io.spectra import SPECTRUM_SUFFIXES, Spectrum, SpectrumError, read_spectrum
+from .labels import float_column
 
 log = logging.getLogger(__name__)
 
@@ -301,8 +302,7 @@ def prepare(catalogue, spectra_dir, out, settings: PrepareSettings | None = None
     early: list[tuple] = []  # rejects found before any file is read
     items, seen = [], {}
     cnames = np.asarray(cat["CNAME"]).astype(str)
-    vcol = cat["VRAD"]
-    vrads = np.asarray(vcol.filled(np.nan) if hasattr(vcol, "filled") else vcol, dtype=float)
+    vrads = float_column(cat, "VRAD")
     for row, (cname, vrad) in enumerate(zip(cnames, vrads)):
         cname = cname.strip()
         files = {s: index.get(f"{cname}_{s}") for s in names}

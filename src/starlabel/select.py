@@ -11,7 +11,7 @@ import logging
 import numpy as np
 
 from .io.dataset import Dataset, DatasetWriter
-from .labels import QualityCuts, _filled, add_relative_labels
+from .labels import QualityCuts, add_relative_labels, float_column
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def select(dataset_path, out, cuts: QualityCuts | None = None, exclude_cnames=()
         report.append(("not a similarity-map outlier", int(np.sum(train & excluded)), int(np.sum(train & ~excluded))))
         train &= ~excluded
     with np.errstate(invalid="ignore"):
-        observed = ~train & (_filled(cat, "SNR") >= cuts.observed_min_snr)
+        observed = ~train & (float_column(cat, "SNR") >= cuts.observed_min_snr)
     keep = np.flatnonzero(train | observed)
     echo(f"{len(cat)} spectra in {ds.path.name}")
     width = max(len(r[0]) for r in report) if report else 10

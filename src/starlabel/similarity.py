@@ -434,7 +434,7 @@ class SimilarityMap:
 
     # ---- storage (HDF5, no pickle)
     def save(self, path) -> Path:
-        from .io.dataset import _write_table
+        from .io.dataset import write_table
 
         path = Path(path)
         with atomic_path(path) as tmp:
@@ -447,8 +447,8 @@ class SimilarityMap:
                     f.create_dataset(f"calibration/{name}", data=cal)
                 if self.wavelength is not None:
                     f.create_dataset("wavelength", data=self.wavelength)
-                _write_table(f, "catalogue", self.table)
-                _write_table(f, "outliers", self.outliers)
+                write_table(f, "catalogue", self.table)
+                write_table(f, "outliers", self.outliers)
                 f.attrs["settings"] = json.dumps(dataclasses.asdict(self.settings))
                 f.attrs["inner_distance"] = self.inner_distance
                 stamp(f)
@@ -458,7 +458,7 @@ class SimilarityMap:
 
     @classmethod
     def load(cls, path) -> "SimilarityMap":
-        from .io.dataset import _read_table
+        from .io.dataset import read_table
 
         path = Path(path)
         if not path.exists():
@@ -469,7 +469,7 @@ class SimilarityMap:
             if missing:
                 raise ValueError(f"{path} is not a starlabel similarity map: missing {missing}")
             settings = MapSettings(**json.loads(f.attrs["settings"]))
-            return cls(_read_table(f, "catalogue"), f["embedding"][...], f["pca_coords"][...],
+            return cls(read_table(f, "catalogue"), f["embedding"][...], f["pca_coords"][...],
                        f["pca/mean"][...], f["pca/components"][...],
                        {k: f["calibration"][k][...] for k in f["calibration"]},
                        float(f.attrs["inner_distance"]), settings,

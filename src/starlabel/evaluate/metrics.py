@@ -15,7 +15,8 @@ import h5py
 import numpy as np
 from astropy.table import Table
 
-from ..labels import _filled
+from ..io.dataset import read_table
+from ..labels import float_column
 
 SNR_SPLIT = 30.0
 # Subsets in the paper's order (Figs. 8, 9, 10)
@@ -48,7 +49,7 @@ def cnn_labels(labels_table: Table) -> list[str]:
             if c.endswith("_CNN") and not c.startswith("E_")]
 
 
-def _index(keys_from, keys_to) -> np.ndarray:
+def index_of(keys_from, keys_to) -> np.ndarray:
     """For each key in keys_from, the first row of keys_to with that key (−1 when absent)."""
     first = {}
     for i, k in enumerate(keys_to):
@@ -99,9 +100,7 @@ def _scan_h5_for_flags(path: Path) -> Table:
 
         f.visititems(visit)
         if found:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return Table.read(f, path=found[0], character_as_bytes=False)
+            return read_table(f, found[0])
     raise ValueError(f"{path}: found no table with CNAME and INNER/OUTER columns")
 
 
@@ -116,10 +115,10 @@ def join_run(sets_catalogue: Table, labels_table: Table, split: dict | None = No
     cname = _strings(cat["CNAME"])
     lab_cname = _strings(labels_table["CNAME"])
     idx = (np.arange(len(cname)) if len(lab_cname) == len(cname) and np.all(lab_cname == cname)
-           else _index(cname, lab_cname))
+           else index_of(cname, lab_cname))
     has = idx >= 0
     out = Table({"CNAME": cname})
-    out["SNR"] = _filled(cat, "SNR") if "SNR" in cat.colnames else np.full(len(cat), np.nan)
+    out["SNR"] = float_column(cat, "SNR") if "SNR" in cat.colnames else np.full(len(cat), np.nan)
     set_col = _strings(cat["SET"]) if "SET" in cat.colnames else np.full(len(cat), "observed")
     training = set_col == "train"
     observed = set_col == "observed"
@@ -130,7 +129,7 @@ def join_run(sets_catalogue: Table, labels_table: Table, split: dict | None = No
         out["train"], out["test"] = training, np.zeros(len(cat), bool)
     out["observed"] = observed
     if flags is not None:
-        j = _index(cname, _strings(flags["CNAME"]))
+        j = index_of(cname, _strings(flags["CNAME"]))
         inner = np.where(j >= 0, np.asarray(flags["INNER"], bool)[j], False)
         outer = np.where(j >= 0, np.asarray(flags["OUTER"], bool)[j], False)
         out["OUTLIER"] = np.where(j >= 0, np.asarray(flags["OUTLIER"], bool)[j], False)
@@ -141,16 +140,16 @@ def join_run(sets_catalogue: Table, labels_table: Table, split: dict | None = No
     for name in cnn_labels(labels_table):
         pred = np.full(len(cat), np.nan)
         err = np.full(len(cat), np.nan)
-        pred[has] = _filled(labels_table, f"{name}_CNN")[idx[has]]
+        pred[has] = float_column(labels_table, f"{name}_CNN")[idx[has]]
         if f"E_{name}_CNN" in labels_table.colnames:
-            err[has] = _filled(labels_table, f"E_{name}_CNN")[idx[has]]
+            err[has] = float_column(labels_table, f"E_{name}_CNN")[idx[has]]
         out[f"{name}_CNN"], out[f"E_{name}_CNN"] = pred, err
-        out[f"{name}_REF"] = _filled(cat, name) if name in cat.colnames else np.full(len(cat), np.nan)
+        out[f"{name}_REF"] = float_column(cat, name) if name in cat.colnames else np.full(len(cat), np.nan)
         if truth is not None:
             t = np.full(len(cat), np.nan)
             if name in truth.colnames:
-                j = _index(cname, _strings(truth["CNAME"]))
-                t[j >= 0] = _filled(truth, name)[j[j >= 0]]
+                j = index_of(cname, _strings(truth["CNAME"]))
+                t[j >= 0] = float_column(truth, name)[j[j >= 0]]
             out[f"{name}_TRUE"] = t
     out.meta["labels"] = cnn_labels(labels_table)
     return out

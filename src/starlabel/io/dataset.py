@@ -45,14 +45,14 @@ def empty_rejects() -> Table:
     return Table(names=REJECT_COLUMNS, dtype=(str, str, str, str))
 
 
-def _write_table(group: h5py.Group, name: str, table: Table) -> None:
+def write_table(group: h5py.Group, name: str, table: Table) -> None:
     table = Table(table, copy=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         table.write(group, path=name, serialize_meta=True)
 
 
-def _read_table(group: h5py.Group, name: str) -> Table:
+def read_table(group: h5py.Group, name: str) -> Table:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t = Table.read(group, path=name, character_as_bytes=False)
@@ -100,8 +100,8 @@ class DatasetWriter:
     def close(self, catalogue: Table, rejects: Table | None = None) -> Path:
         if len(catalogue) != self.n:
             raise ValueError(f"catalogue has {len(catalogue)} rows but {self.n} spectra were written")
-        _write_table(self._h5, "catalogue", catalogue)
-        _write_table(self._h5, "rejects", rejects if rejects is not None else empty_rejects())
+        write_table(self._h5, "catalogue", catalogue)
+        write_table(self._h5, "rejects", rejects if rejects is not None else empty_rejects())
         self._h5.close()
         self._atomic.__exit__(None, None, None)
         return self.path
@@ -134,8 +134,8 @@ class Dataset:
                 self.grid = Grid.from_json(f.attrs["grid"])
                 self.settings = json.loads(f.attrs.get("settings", "{}"))
                 self.n, self.n_pixels = f["flux"].shape
-                self.catalogue = _read_table(f, "catalogue")
-                self.rejects = _read_table(f, "rejects") if "rejects" in f else empty_rejects()
+                self.catalogue = read_table(f, "catalogue")
+                self.rejects = read_table(f, "rejects") if "rejects" in f else empty_rejects()
         except OSError as e:
             raise ValueError(f"{self.path} is not a readable HDF5 file: {e}") from e
 
