@@ -6,7 +6,8 @@ RUN_DIR holds what the pipeline wrote (the `starlabel demo` layout): survey/trut
 sets.h5, map.h5 and the model bundle. The script predicts every spectrum of sets.h5 (if
 labels.fits is not there yet), then prints, against the catalogue labels and the truth:
 - bias and scatter per label on the test set (S/N ≥ 30), the inner S/N ≥ 30, inner S/N < 30
-  and outer observed sets, with the fraction of stars within 1 and 2 ensemble σ;
+  and outer observed sets, with the fraction of stars within 1 and 2 ensemble σ and within 1 and
+  2 σ of the total uncertainty (ensemble σ ⊕ noise-propagated σ, `predict --noise-draws`);
 - the PCA + ridge baseline on exactly the same train/test split;
 - the median ensemble σ in S/N bins of 10 (paper Sect. 4.3, Fig. 10).
 Tables are also written as CSV into RUN_DIR/accuracy/.
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-from starlabel.demo import CARRY, baseline_metrics, format_summary, summary_table
+from starlabel.demo import CARRY, NOISE_DRAWS, baseline_metrics, format_summary, summary_table
 from starlabel.evaluate.metrics import join_run, metrics_table, precision_vs_snr, read_map_flags, read_split
 from starlabel.io.dataset import Dataset
 from starlabel.predict import predict
@@ -40,7 +41,8 @@ def main(argv=None):
     out.mkdir(exist_ok=True)
     if not labels_path.exists():
         t = time.perf_counter()
-        predict(model, run / "sets.h5", labels_path, carry=CARRY, map_path=run / "map.h5")
+        predict(model, run / "sets.h5", labels_path, carry=CARRY, map_path=run / "map.h5",
+                noise_draws=NOISE_DRAWS)
         print(f"predict: {time.perf_counter() - t:.1f} s")
     sets = Dataset(run / "sets.h5")
     joined = join_run(sets.catalogue, Table.read(labels_path), read_split(model),

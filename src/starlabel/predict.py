@@ -2,7 +2,9 @@
 
 Output (FITS table, one row per dataset row, in dataset order): CNAME, any carried catalogue
 columns, then `<LABEL>_CNN` (ensemble mean) and `E_<LABEL>_CNN` (standard deviation over the
-kept networks) per label. Spectra with non-finite flux get NaN labels and a warning naming them.
+kept networks) per label; with `noise_draws` > 0 also `E_<LABEL>_NOISE` (the noise-propagated
+uncertainty, `uncertainty.noise_sigma`) and `E_<LABEL>_TOTAL` (both added in quadrature).
+Spectra with non-finite flux get NaN labels and a warning naming them.
 With a similarity map (`map_path`), INNER and OUTLIER columns say whether each spectrum lies
 near the training set and whether it is unlike any other: spectra that are on the map take
 its flags, new ones are placed onto it (`SimilarityMap.flag`) without recomputing the map.
@@ -20,15 +22,9 @@ from tqdm.auto import tqdm
 from .io.atomic import atomic_path
 from .io.dataset import Dataset
 from .model.ensemble import Ensemble
+from .uncertainty import noise_sigma
 
 log = logging.getLogger(__name__)
-
-
-def output_columns(label_names) -> list[str]:
-    cols = []
-    for n in label_names:
-        cols += [f"{n}_CNN", f"E_{n}_CNN"]
-    return cols
 
 
 def map_flags(map_path, cnames: np.ndarray, read_flux, chunk: int = 2048) -> dict[str, np.ndarray]:
@@ -56,12 +52,16 @@ def map_flags(map_path, cnames: np.ndarray, read_flux, chunk: int = 2048) -> dic
 
 
 def predict(model_dir, dataset_path, out, carry=(), chunk: int = 2048, rows=None, echo=print,
-            progress: bool = True, map_path=None, compile: bool = False):
+            progress: bool = True, map_path=None, compile: bool = False, noise_draws: int = 0, seed: int = 0):
     """Write the labels of `dataset_path` (optionally only `rows`) to the FITS table `out`.
 
     Returns the path. Memory stays bounded by `chunk` spectra at a time. `compile` runs the
     first convolution block through torch.compile (≈1.5× faster on a CPU, a few seconds to
-    compile: worth it from about 10⁵ spectra × models)."""
+    compile: worth it from about 10⁵ spectra × models). `noise_draws` noisy copies per spectrum
+    and network give the noise-propagated uncertainty (each draw costs one more prediction);
+    the draws are seeded by `seed` and each chunk's first row: the same command gives the same numbers."""
+    if noise_draws < 0:
+        raise ValueError(f"noise_draws must be 0 or more, got {noise_draws}")
     ens = model_dir if isinstance(model_dir, Ensemble) else Ensemble.load(model_dir)
     ds = Dataset(dataset_path)
     ens.check_grid(ds.grid, source=str(ds.path))
@@ -73,6 +73,7 @@ def predict(model_dir, dataset_path, out, carry=(), chunk: int = 2048, rows=None
     names = ens.labels.names
     mean = np.full((len(rows), len(names)), np.nan)
     std = np.full((len(rows), len(names)), np.nan)
+    noise = np.full((len(rows), len(names)), np.nan)
     cnames = np.asarray(ds.catalogue["CNAME"]).astype(str)
     bad_all = []
     done = 0
@@ -85,9 +86,12 @@ def predict(model_dir, dataset_path, out, carry=(), chunk: int = 2048, rows=None
                 warnings.warn(f"{len(bad)} spectra with non-finite flux get NaN labels: {', '.join(bad)}",
                               stacklevel=2)
             if ok.any():
-                m, s = ens.predict(flux[ok], compile=compile)
-                mean[done : done + len(r)][ok] = m
-                std[done : done + len(r)][ok] = s
+                each = ens.predict_each(flux[ok], compile=compile)
+                mean[done : done + len(r)][ok] = each.mean(0)
+                std[done : done + len(r)][ok] = each.std(0)
+                if noise_draws:
+                    noise[done : done + len(r)][ok] = noise_sigma(ens, flux[ok], noise_draws, [seed, int(r[0])],
+                                                                  each=each, compile=compile)
             done += len(r)
             bar.update(len(r))
     table = Table()
@@ -97,6 +101,9 @@ def predict(model_dir, dataset_path, out, carry=(), chunk: int = 2048, rows=None
     for j, n in enumerate(names):
         table[f"{n}_CNN"] = mean[:, j]
         table[f"E_{n}_CNN"] = std[:, j]
+        if noise_draws:
+            table[f"E_{n}_NOISE"] = noise[:, j]
+            table[f"E_{n}_TOTAL"] = np.hypot(std[:, j], noise[:, j])
     if map_path is not None:
         flags = map_flags(map_path, cnames[rows], lambda pos: np.nan_to_num(ds.read(rows[pos]), nan=1.0), chunk)
         table["INNER"], table["OUTLIER"] = flags["INNER"], flags["OUTLIER"]

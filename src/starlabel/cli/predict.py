@@ -12,6 +12,10 @@ def add_parser(sub):
                    "(spectra not on the map are placed onto it)")
     p.add_argument("--compile", action="store_true",
                    help="compile the first convolution block (faster for large catalogues)")
+    p.add_argument("--noise-draws", type=int, default=0, metavar="K",
+                   help="also label K noisy copies of each spectrum per network: adds E_<LABEL>_NOISE "
+                   "(noise-propagated uncertainty) and E_<LABEL>_TOTAL; costs K more predictions")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise draws")
     p.set_defaults(func=run)
 
 
@@ -20,5 +24,5 @@ def run(args):
 
     carry = [c.strip() for c in args.carry.split(",") if c.strip()]
     path = predict(args.model, args.dataset, args.out, carry=carry, chunk=args.chunk, map_path=args.map,
-                   compile=args.compile)
+                   compile=args.compile, noise_draws=args.noise_draws, seed=args.seed)
     print(f"wrote {path}")

@@ -1,7 +1,7 @@
 """`evaluate`: the paper's diagnostics (Sects. 4.1–4.3) as CSV tables and PNG figures.
 
 EVAL_DIR after `evaluate(...)`:
-    metrics.csv            bias, scatter, within 1σ/2σ, median σ per subset × reference × label
+    metrics.csv            bias, scatter, within 1σ/2σ (ensemble σ; and total σ), median σ per subset × reference × label
     outside_limits.csv     share of each subset with catalogue labels outside the training limits
     training_limits.csv    label, min, max over the training candidates
     precision_snr.csv      median ensemble σ per label in S/N bins of 10 (observed set)
@@ -192,7 +192,10 @@ def evaluate(model_dir, sets_path, labels_path, out_dir, map_path=None, truth_pa
 def _echo_summary(metrics, echo):
     if echo is None or len(metrics) == 0:
         return
-    echo(f"{'set':<15} {'reference':<10} {'label':<7} {'n':>6} {'bias':>9} {'scatter':>9} {'≤1σ':>5} {'≤2σ':>5}")
+    total = bool(np.isfinite(metrics["within_1sigma_total"]).any())
+    echo(f"{'set':<15} {'reference':<10} {'label':<7} {'n':>6} {'bias':>9} {'scatter':>9} {'≤1σ':>5} {'≤2σ':>5}"
+         + (f" {'≤1σt':>5} {'≤2σt':>5}" if total else ""))
     for r in metrics:
         echo(f"{r['set']:<15} {r['reference']:<10} {r['label']:<7} {r['n']:6d} {r['bias']:9.4g} {r['scatter']:9.4g} "
-             f"{r['within_1sigma']:5.2f} {r['within_2sigma']:5.2f}")
+             f"{r['within_1sigma']:5.2f} {r['within_2sigma']:5.2f}"
+             + (f" {r['within_1sigma_total']:5.2f} {r['within_2sigma_total']:5.2f}" if total else ""))

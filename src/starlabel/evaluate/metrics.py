@@ -144,6 +144,10 @@ def join_run(sets_catalogue: Table, labels_table: Table, split: dict | None = No
         if f"E_{name}_CNN" in labels_table.colnames:
             err[has] = float_column(labels_table, f"E_{name}_CNN")[idx[has]]
         out[f"{name}_CNN"], out[f"E_{name}_CNN"] = pred, err
+        if f"E_{name}_TOTAL" in labels_table.colnames:  # ensemble spread ⊕ noise (predict --noise-draws)
+            total = np.full(len(cat), np.nan)
+            total[has] = float_column(labels_table, f"E_{name}_TOTAL")[idx[has]]
+            out[f"E_{name}_TOTAL"] = total
         out[f"{name}_REF"] = float_column(cat, name) if name in cat.colnames else np.full(len(cat), np.nan)
         if truth is not None:
             t = np.full(len(cat), np.nan)
@@ -172,7 +176,8 @@ def ref_column(name: str, reference: str) -> str:
 
 
 def metrics_table(joined: Table) -> Table:
-    """Bias, scatter and uncertainty calibration per subset, reference and label."""
+    """Bias, scatter and uncertainty calibration per subset, reference and label: the fractions
+    within 1 and 2 σ of the ensemble std, and of the total uncertainty where LABELS.fits has it."""
     rows = []
     for s in subsets(joined):
         m = np.asarray(joined[s], bool)
@@ -180,12 +185,15 @@ def metrics_table(joined: Table) -> Table:
             for name in joined.meta["labels"]:
                 pred, ref = joined[f"{name}_CNN"][m], joined[ref_column(name, reference)][m]
                 sig = joined[f"E_{name}_CNN"][m]
+                tot = joined[f"E_{name}_TOTAL"][m] if f"E_{name}_TOTAL" in joined.colnames else np.full(m.sum(), np.nan)
                 b, sc, n = bias_scatter(pred, ref)
                 rows.append((s, reference, name, n, b, sc, within_sigma(pred, ref, sig, 1),
-                             within_sigma(pred, ref, sig, 2), float(np.nanmedian(sig)) if n else np.nan))
+                             within_sigma(pred, ref, sig, 2), float(np.nanmedian(sig)) if n else np.nan,
+                             within_sigma(pred, ref, tot, 1), within_sigma(pred, ref, tot, 2)))
     return Table(rows=rows or None, names=("set", "reference", "label", "n", "bias", "scatter",
-                                           "within_1sigma", "within_2sigma", "median_std"),
-                 dtype=(str, str, str, int, float, float, float, float, float))
+                                           "within_1sigma", "within_2sigma", "median_std",
+                                           "within_1sigma_total", "within_2sigma_total"),
+                 dtype=(str, str, str, int, float, float, float, float, float, float, float))
 
 
 def training_limits(joined: Table) -> dict[str, tuple[float, float]]:
@@ -221,7 +229,8 @@ def snr_bins(snr, start=10.0, width=10.0):
 
 
 def precision_vs_snr(joined: Table, mask=None, start=10.0, width=10.0) -> Table:
-    """Median and mean ensemble std per label in S/N bins of 10 (how σ grows as S/N falls)."""
+    """Median ensemble std (and total uncertainty, where present) per label in S/N bins of 10:
+    how σ grows as S/N falls."""
     m = np.asarray(joined["observed"], bool) if mask is None else np.asarray(mask, bool)
     snr = np.asarray(joined["SNR"], float)
     edges = snr_bins(snr[m], start, width)
@@ -232,8 +241,10 @@ def precision_vs_snr(joined: Table, mask=None, start=10.0, width=10.0) -> Table:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for name in joined.meta["labels"]:
-            e = np.asarray(joined[f"E_{name}_CNN"], float)
-            t[f"median_E_{name}"] = [float(np.nanmedian(e[b])) if b.any() else np.nan for b in inbin]
+            for col, key in ((f"E_{name}_CNN", f"median_E_{name}"), (f"E_{name}_TOTAL", f"median_Etotal_{name}")):
+                if col in joined.colnames:
+                    e = np.asarray(joined[col], float)
+                    t[key] = [float(np.nanmedian(e[b])) if b.any() else np.nan for b in inbin]
     return t
 
 

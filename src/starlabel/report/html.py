@@ -177,9 +177,11 @@ def section_accuracy(run: Path) -> str:
         parts.append("<h3>Demo summary</h3>" + csv_table(summary))
     ev = run / "eval"
     captions = {"metrics.csv": "Bias (mean CNN − reference) and scatter (std); within_kσ: share of stars whose "
-                               "reference lies within k ensemble standard deviations",
+                               "reference lies within k ensemble standard deviations (_total: within k total "
+                               "uncertainties, ensemble σ ⊕ noise σ)",
                 "outside_limits.csv": "Share with catalogue labels outside the training limits",
-                "training_limits.csv": "Training-set limits", "precision_snr.csv": "Median ensemble σ vs S/N"}
+                "training_limits.csv": "Training-set limits",
+                "precision_snr.csv": "Median ensemble σ (and total σ) vs S/N"}
     found = False
     if (ev / "metrics.csv").exists():
         parts.append("<h3>Bias / scatter per set (CNN − reference)</h3>" + metrics_pivot(ev / "metrics.csv"))

@@ -1,0 +1,75 @@
+"""Noise-propagated uncertainties (issue 3 §5: uncertainties that mean something)."""
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from starlabel.grid import Grid
+from starlabel.uncertainty import noise_sigma, pixel_noise
+
+
+def _spectra(n, noise, seed=0):
+    """Continuum-normalised spectra with absorption lines and white noise of known level."""
+    rng = np.random.default_rng(seed)
+    grid = Grid.from_spec("A:5000:5100:0.05,B:8500:8600:0.1")
+    w = grid.wavelength
+    flux = np.ones((n, len(w)))
+    for c in rng.uniform(5000, 8600, 60):
+        flux -= 0.4 * np.exp(-0.5 * ((w - c) / 0.15) ** 2)
+    flux += rng.normal(size=flux.shape) * np.repeat(noise, [s.n_pixels for s in grid.setups])
+    return grid, flux.astype(np.float32)
+
+
+def test_pixel_noise_recovers_the_noise_of_each_setup_despite_lines():
+    grid, flux = _spectra(20, np.array([0.02, 0.005]))
+    est = pixel_noise(flux, list(grid.slices().values()))
+    assert est.shape == (20, 2)
+    np.testing.assert_allclose(np.median(est, 0), [0.02, 0.005], rtol=0.08)
+
+
+class _LinearEnsemble:
+    """Two 'networks' that are linear maps: their noise propagation is known exactly."""
+
+    def __init__(self, grid, weights):
+        self.grid, self.weights = grid, weights  # (M, n_pixels, L)
+
+    def predict_each(self, flux, **kw):
+        return np.einsum("np,mpl->mnl", np.asarray(flux, float), self.weights)
+
+
+def test_noise_sigma_matches_linear_error_propagation():
+    noise = np.array([0.02, 0.01])
+    grid, flux = _spectra(300, noise, seed=1)
+    rng = np.random.default_rng(2)
+    weights = rng.normal(size=(2, grid.n_pixels, 3)) / np.sqrt(grid.n_pixels)
+    ens = _LinearEnsemble(grid, weights)
+    got = noise_sigma(ens, flux, draws=4, seed=5)
+    # σ² = Σ_pixels (w · σ_pixel)², averaged over the two networks
+    per_pixel = np.repeat(pixel_noise(flux, list(grid.slices().values())), [s.n_pixels for s in grid.setups], 1)
+    want = np.sqrt(np.mean([(per_pixel**2) @ (w**2) for w in weights], 0))
+    assert got.shape == (300, 3)
+    # got² is a mean of 8 squared draws (4 per network): unbiased, so its ratio to want² averages
+    # to 1 (sampling error of the mean over 900 star-labels ≈ 0.017)
+    assert np.mean((got / want) ** 2) == pytest.approx(1.0, abs=0.06)
+    np.testing.assert_array_equal(got, noise_sigma(ens, flux, draws=4, seed=5))  # repeatable
+    with pytest.raises(ValueError, match="draws"):
+        noise_sigma(ens, flux, draws=0)
+
+
+def test_predict_writes_noise_and_total_uncertainty(tmp_path):
+    from starlabel.cli import main
+    from test_model_toy import LABELS, make_sets
+
+    sets = make_sets(tmp_path / "SETS.h5", n=120)
+    assert main(["train", str(sets), "--out", str(tmp_path / "model"), "--runs", "2", "--keep", "2",
+                 "--labels", ",".join(LABELS), "--max-epochs", "2", "--seed", "1"]) == 0
+    args = ["predict", str(tmp_path / "model"), str(sets), "--chunk", "50"]
+    assert main([*args, "--out", str(tmp_path / "a.fits"), "--noise-draws", "2"]) == 0
+    assert main([*args, "--out", str(tmp_path / "b.fits"), "--noise-draws", "2"]) == 0
+    a, b = Table.read(tmp_path / "a.fits"), Table.read(tmp_path / "b.fits")
+    for n in LABELS:
+        e, noise, total = (np.asarray(a[f"E_{n}_{k}"]) for k in ("CNN", "NOISE", "TOTAL"))
+        assert (noise > 0).all()
+        np.testing.assert_allclose(total, np.hypot(e, noise), rtol=1e-6)
+        np.testing.assert_array_equal(noise, b[f"E_{n}_NOISE"])  # same command, same numbers
+    assert main([*args, "--out", str(tmp_path / "c.fits"), "--noise-draws", "-1"]) == 2
