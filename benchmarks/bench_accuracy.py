@@ -9,7 +9,8 @@ labels.fits is not there yet), then prints, against the catalogue labels and the
   and outer observed sets, with the fraction of stars within 1 and 2 ensemble σ and within 1 and
   2 σ of the total uncertainty (ensemble σ ⊕ noise-propagated σ, `predict --noise-draws`);
 - the PCA + ridge baseline on exactly the same train/test split;
-- the median ensemble σ in S/N bins of 10 (paper Sect. 4.3, Fig. 10).
+- the median ensemble σ in S/N bins of 10 (paper Sect. 4.3, Fig. 10);
+- CNN and baseline scatter against the truth on the test set in S/N bins.
 Tables are also written as CSV into RUN_DIR/accuracy/.
 """
 
@@ -22,8 +23,9 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-from starlabel.demo import CARRY, NOISE_DRAWS, baseline_metrics, format_summary, summary_table
-from starlabel.evaluate.metrics import join_run, metrics_table, precision_vs_snr, read_map_flags, read_split
+from starlabel.demo import CARRY, NOISE_DRAWS, baseline_metrics, baseline_predictions, format_summary, summary_table
+from starlabel.evaluate.metrics import (bias_scatter, join_run, metrics_table, precision_vs_snr, read_map_flags,
+                                       read_split)
 from starlabel.io.dataset import Dataset
 from starlabel.predict import predict
 
@@ -48,7 +50,8 @@ def main(argv=None):
     joined = join_run(sets.catalogue, Table.read(labels_path), read_split(model),
                       read_map_flags(run / "map.h5"), Table.read(run / "survey" / "truth.fits"))
     labels = joined.meta["labels"]
-    base = baseline_metrics(run / "sets.h5", model, run / "survey" / "truth.fits", labels)
+    base_pred = baseline_predictions(run / "sets.h5", model, labels)
+    base = baseline_metrics(run / "sets.h5", model, run / "survey" / "truth.fits", labels, predictions=base_pred)
     summary = summary_table(metrics_table(joined), base)
     summary.write(out / "summary.csv", format="ascii.csv", overwrite=True)
     print(format_summary(summary[summary["set"] != "train"]))
@@ -68,7 +71,27 @@ def main(argv=None):
             b = base[(base["reference"] == ref) & (base["label"] == name)]["scatter"]
             if len(c) and len(b):
                 print(f"  {ref:<10}{name:<7}{float(c[0]) / float(b[0]):6.2f}")
+    by_snr = scatter_by_snr(joined, labels, *base_pred)
+    by_snr.write(out / "cnn_vs_baseline_by_snr.csv", format="ascii.csv", overwrite=True)
+    print("\nscatter against the truth on the test set by S/N, CNN / PCA + ridge:")
+    print("\n".join(by_snr.pformat(max_lines=-1, max_width=-1)))
     print(f"\ntables in {out}")
+
+
+def scatter_by_snr(joined, labels, test_rows, base_pred, edges=(30, 40, 60, 100, np.inf)) -> Table:
+    """Scatter against the truth of the CNN and the baseline on the test set in S/N bins: is a
+    label limited by the spectra's noise (falls with S/N) or by something else (flat)?"""
+    snr = np.asarray(joined["SNR"], float)[test_rows]
+    t = Table({"snr_lo": edges[:-1], "snr_hi": edges[1:]})
+    t["n"] = [int(((snr >= lo) & (snr < hi)).sum()) for lo, hi in zip(edges[:-1], edges[1:])]
+    for k, name in enumerate(labels):
+        truth = np.asarray(joined[f"{name}_TRUE"], float)[test_rows]
+        cnn = np.asarray(joined[f"{name}_CNN"], float)[test_rows]
+        for method, pred in (("cnn", cnn), ("base", base_pred[:, k])):
+            t[f"{name}_{method}"] = [bias_scatter(pred[b], truth[b])[1] for b in
+                                     ((snr >= lo) & (snr < hi) for lo, hi in zip(edges[:-1], edges[1:]))]
+            t[f"{name}_{method}"].format = ".1f" if name == "TEFF" else ".4f"
+    return t
 
 
 if __name__ == "__main__":

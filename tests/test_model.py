@@ -215,3 +215,56 @@ def test_non_finite_training_rows_dropped(tmp_path):
     assert any("dropped 2 of 120" in m for m in msgs)
     split = json.loads((out / "split.json").read_text())
     assert "TOY00003" not in split["train"] + split["test"]
+
+
+def test_label_weights_follow_catalogue_errors():
+    from astropy.table import Table
+
+    from starlabel.model.train import label_weights, loss_fn
+
+    msgs = []
+    t = Table({"E_TEFF": [10.0, 20.0, np.nan, 0.0]})
+    w = label_weights(t, ("TEFF", "LOGG"), echo=msgs.append)
+    # 1/E² = 0.01, 0.0025; missing or zero errors get the median (0.00625); mean 1 per label
+    np.testing.assert_allclose(w[:, 0], [1.6, 0.4, 1.0, 1.0])
+    np.testing.assert_array_equal(w[:, 1], 1.0)
+    assert any("E_LOGG" in m for m in msgs)
+    pred, y = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]])
+    assert loss_fn(pred, y).item() == pytest.approx(2.5)
+    assert loss_fn(pred, y, torch.tensor([[2.0, 0.5]])).item() == pytest.approx((2 * 1 + 0.5 * 4) / 2)
+
+
+def test_weighted_training_down_weights_noisy_labels(tmp_path):
+    """Half the stars carry labels with 10× the error (and say so in E_FE_H): weighting by 1/E²
+    lets the precise half set the fit, so the network lands closer to the true labels."""
+    from starlabel.io.dataset import write_dataset
+
+    flux, cat = toy_spectra(300, seed=5)
+    truth = np.asarray(cat["FE_H"]).copy()
+    rng = np.random.default_rng(6)
+    err = np.where(np.arange(300) % 2 == 0, 0.02, 0.4)
+    cat["FE_H"] = truth + rng.normal(size=300) * err
+    cat["E_FE_H"] = err
+    cat["SET"] = "train"
+    sets = write_dataset(tmp_path / "S.h5", TOY_GRID, flux, np.zeros(flux.shape, "u1"), cat)
+    fast = dict(FAST, labels=("FE_H",), max_epochs=25, patience=25)
+    scatter = {}
+    for weighted in (False, True):
+        out = train(sets, tmp_path / f"m{weighted}", runs=1, keep=1, seed=2, weight_by_errors=weighted, **fast)
+        assert json.loads((out / "manifest.json").read_text())["train"]["weight_by_errors"] is weighted
+        mean, _ = Ensemble.load(out).predict(flux)
+        scatter[weighted] = float(np.std(mean[:, 0] - truth))
+    assert scatter[True] < 0.8 * scatter[False], scatter
+
+
+def test_training_from_before_a_new_setting_still_resumes(sets, tmp_path):
+    """A checkpoint directory written before a TrainConfig field existed resumes: the missing
+    field means its default, which is the behaviour that training had."""
+    train(sets, tmp_path / "m", runs=1, keep=1, **FAST)
+    path = tmp_path / "m" / "checkpoints" / "settings.json"
+    settings = json.loads(path.read_text())
+    del settings["train"]["weight_by_errors"]
+    path.write_text(json.dumps(settings))
+    msgs = []
+    train(sets, tmp_path / "m", runs=1, keep=1, **dict(FAST, echo=msgs.append))
+    assert any("resuming" in m for m in msgs)

@@ -48,10 +48,10 @@ def _step(name: str, path: Path, echo) -> bool:
     return True
 
 
-def baseline_metrics(sets_path, model_dir, truth_path, labels, seed: int = 0) -> Table:
-    """PCA + ridge on exactly the ensemble's train/test split; bias and scatter on the test set."""
+def baseline_predictions(sets_path, model_dir, labels, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """PCA + ridge fitted on exactly the ensemble's training split: (test rows of SETS.h5, (N, L) labels)."""
     from .baseline import fit_pca_ridge, predict_pca_ridge
-    from .evaluate.metrics import bias_scatter, index_of, read_split
+    from .evaluate.metrics import read_split
     from .io.dataset import Dataset
     from .labels import label_matrix
 
@@ -63,7 +63,19 @@ def baseline_metrics(sets_path, model_dir, truth_path, labels, seed: int = 0) ->
     y_train = label_matrix(ds.catalogue[train_rows], labels)
     ok = np.isfinite(y_train).all(1)
     model = fit_pca_ridge(ds.read(train_rows[ok]), y_train[ok], seed=seed)
-    pred = predict_pca_ridge(model, ds.read(test_rows))
+    return test_rows, predict_pca_ridge(model, ds.read(test_rows))
+
+
+def baseline_metrics(sets_path, model_dir, truth_path, labels, seed: int = 0, predictions=None) -> Table:
+    """Bias and scatter of the PCA + ridge baseline on the ensemble's test set
+    (`predictions`: the output of `baseline_predictions`, if already computed)."""
+    from .evaluate.metrics import bias_scatter, index_of
+    from .io.dataset import Dataset
+    from .labels import label_matrix
+
+    ds = Dataset(sets_path)
+    cname = np.asarray(ds.catalogue["CNAME"]).astype(str)
+    test_rows, pred = predictions or baseline_predictions(sets_path, model_dir, labels, seed)
     refs = {"catalogue": label_matrix(ds.catalogue[test_rows], labels)}
     if truth_path is not None and Path(truth_path).exists():
         truth = Table.read(truth_path)

@@ -13,6 +13,8 @@ def add_parser(sub):
                    help="comma-separated catalogue columns to learn (default TEFF,LOGG,MG_FE,AL_FE,FE_H)")
     p.add_argument("--max-epochs", type=int, help="override the preset's maximum number of epochs")
     p.add_argument("--patience", type=int, help="override the preset's early-stopping patience")
+    p.add_argument("--weight-by-errors", action="store_true",
+                   help="weight each label's squared error by 1/E_<LABEL>² from the catalogue (not in the paper)")
     p.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
     p.set_defaults(func=run)
@@ -22,6 +24,8 @@ def run(args):
     from ..model.train import train
 
     overrides = {k: v for k, v in (("max_epochs", args.max_epochs), ("patience", args.patience)) if v is not None}
+    if args.weight_by_errors:
+        overrides["weight_by_errors"] = True
     labels = [s.strip() for s in args.labels.split(",") if s.strip()]
     path = train(args.sets, args.out, labels=labels, runs=args.runs, keep=args.keep, preset=args.preset,
                  seed=args.seed, device=args.device, threads=args.threads, **overrides)

@@ -46,6 +46,10 @@ class TrainConfig:
     lr_factor: float | None = 0.5
     lr_patience: int = 5
     min_lr: float = 1e-5
+    # Weight each star's squared error in a label by 1/E² of its catalogue value (E_<LABEL>
+    # column, normalised to mean 1 per label; labels without errors weigh 1). Not in the paper:
+    # the training labels' noise varies ~3× with S/N, and the precise ones deserve more say.
+    weight_by_errors: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ..io.atomic import atomic_path
 from ..io.dataset import Dataset
-from ..labels import DEFAULT_LABELS, LabelSet, label_matrix
+from ..labels import DEFAULT_LABELS, LabelSet, float_column, label_matrix
 from . import checkpoint
 from .config import NetworkConfig, TrainConfig, preset as get_preset
 from .ensemble import write_bundle
@@ -83,6 +83,27 @@ def load_training_data(sets_path, labels, echo=print):
     return ds, flux, y, cnames, rows, n_drop, h.hexdigest()
 
 
+def label_weights(table, labels, echo=print) -> np.ndarray:
+    """(N, L) weights 1/E² from the E_<LABEL> columns, normalised to mean 1 per label. Labels
+    without an error column, and stars with a missing or non-positive error (given the median
+    weight), keep the plain mean squared error's say."""
+    w = np.ones((len(table), len(labels)))
+    for j, name in enumerate(labels):
+        col = f"E_{name}"
+        if col not in table.colnames:
+            echo(f"no {col} column: {name} is not weighted")
+            continue
+        e = float_column(table, col)
+        good = np.isfinite(e) & (e > 0)
+        if not good.any():
+            echo(f"{col} has no positive finite errors: {name} is not weighted")
+            continue
+        inv = np.where(good, 1.0 / np.where(good, e, 1.0) ** 2, np.nan)
+        inv[~good] = np.median(inv[good])
+        w[:, j] = inv / inv.mean()
+    return w
+
+
 def split_indices(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Fixed random train/test split (the same for every run of the ensemble)."""
     perm = np.random.default_rng([seed, 2023]).permutation(n)
@@ -109,8 +130,13 @@ def _predict(net: Network, x: torch.Tensor, batch: int) -> torch.Tensor:
     return out
 
 
+def loss_fn(pred: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared error in network space, optionally weighted per star and label."""
+    return F.mse_loss(pred, y) if w is None else (w * (pred - y) ** 2).mean()
+
+
 def fit_epoch(net: Network, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, batch: int,
-              shuffle: torch.Generator) -> float:
+              shuffle: torch.Generator, w: torch.Tensor | None = None) -> float:
     """One pass over (x, y) in freshly shuffled mini-batches; returns the mean training loss."""
     n = len(x)
     perm = torch.randperm(n, generator=shuffle).to(x.device)
@@ -118,7 +144,7 @@ def fit_epoch(net: Network, opt: torch.optim.Optimizer, x: torch.Tensor, y: torc
     total = torch.zeros((), device=x.device)
     for i in range(0, n, batch):
         idx = perm[i : i + batch]
-        loss = F.mse_loss(net(x[idx]), y[idx])
+        loss = loss_fn(net(x[idx]), y[idx], None if w is None else w[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -129,7 +155,7 @@ def fit_epoch(net: Network, opt: torch.optim.Optimizer, x: torch.Tensor, y: torc
 def train_run(index: int, seed: int, net_cfg: NetworkConfig, cfg: TrainConfig, data, ckpt_path: Path,
               device: torch.device, callback=None, progress: bool = True) -> dict:
     """Train (or resume, or just report) run `index`. Returns its final checkpoint state."""
-    x_tr, y_tr, x_te, y_te = data
+    x_tr, y_tr, x_te, y_te, w_tr, w_te = data
     torch.manual_seed(seed)
     net = Network(net_cfg).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate,
@@ -180,9 +206,9 @@ def train_run(index: int, seed: int, net_cfg: NetworkConfig, cfg: TrainConfig, d
     net.train()
     while not st["done"]:
         epoch = st["epoch"] + 1
-        train_loss = fit_epoch(net, opt, x_tr, y_tr, cfg.batch_size, shuffle)
+        train_loss = fit_epoch(net, opt, x_tr, y_tr, cfg.batch_size, shuffle, w_tr)
         pred = _predict(net, x_te, cfg.eval_batch_size)
-        test = F.mse_loss(pred, y_te).item()
+        test = loss_fn(pred, y_te, w_te).item()
         st["train_loss"].append(train_loss)
         st["test_loss"].append(test)
         st["epoch"] = epoch
@@ -252,6 +278,8 @@ def train(sets_path, out_dir, labels=DEFAULT_LABELS, runs: int = 10, keep: int =
     settings_path = ckpt_dir / "settings.json"
     if settings_path.exists():
         old = json.loads(settings_path.read_text())
+        # settings added since that training started take their defaults (the old behaviour)
+        old["train"] = {**TrainConfig().to_dict(), **old.get("train", {})}
         if old != json.loads(json.dumps(settings)):
             diff = sorted(k for k in settings if json.dumps(old.get(k)) != json.dumps(settings[k]))
             raise ValueError(f"{out} holds a training with different {', '.join(diff)}; "
@@ -261,7 +289,9 @@ def train(sets_path, out_dir, labels=DEFAULT_LABELS, runs: int = 10, keep: int =
         _write_json(settings_path, settings)
 
     to = lambda a: torch.as_tensor(a, dtype=torch.float32).to(device)  # noqa: E731
-    data = (to(flux[tr]), to(labelset.to_network(y[tr])), to(flux[te]), to(labelset.to_network(y[te])))
+    w = label_weights(ds.catalogue[rows], labels, echo) if cfg.weight_by_errors else None
+    data = (to(flux[tr]), to(labelset.to_network(y[tr])), to(flux[te]), to(labelset.to_network(y[te])),
+            None if w is None else to(w[tr]), None if w is None else to(w[te]))
     del flux
 
     results = []
