@@ -116,10 +116,10 @@ def format_summary(table: Table) -> str:
     total = "within_1sigma_total" in table.colnames and bool(np.isfinite(table["within_1sigma_total"]).any())
     lines = [f"{'set':<16}{'reference':<11}{'method':<11}{'label':<7}{'n':>6}{'bias':>10}{'scatter':>10}"
              f"{'in 1σ':>7}{'in 2σ':>7}" + (f"{'in 1σt':>8}{'in 2σt':>8}" if total else "")]
+    cols = ("within_1sigma", "within_2sigma") + (("within_1sigma_total", "within_2sigma_total") if total else ())
+    widths = [8 if "total" in c else 7 for c in cols]
     for r in table:
         fmt = "{:10.1f}" if r["label"] == "TEFF" else "{:10.3f}"
-        cols = ("within_1sigma", "within_2sigma") + (("within_1sigma_total", "within_2sigma_total") if total else ())
-        widths = [8 if "total" in c else 7 for c in cols]
         w = "".join(f"{r[c]:{k}.2f}" if np.isfinite(r[c]) else " " * k for c, k in zip(cols, widths))
         lines.append(f"{r['set']:<16}{r['reference']:<11}{r['method']:<11}{r['label']:<7}{r['n']:>6}"
                      + fmt.format(r["bias"]) + fmt.format(r["scatter"]) + w)

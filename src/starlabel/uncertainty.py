@@ -2,7 +2,8 @@
 
 The standard deviation over the kept networks (paper Sect. 4.3) says how much networks trained
 on the same data disagree. It does not see the noise in the spectrum being labelled: on the
-mock survey only about a third of the test stars lie within one ensemble σ of the truth.
+mock survey only a third (3 networks) to a half (8 networks) of the test stars lie within one
+ensemble σ of the truth.
 Here each network also labels copies of the spectrum with extra Gaussian noise at the
 spectrum's own noise level; the rms change of its labels is the noise-propagated uncertainty
 (to first order J Σ Jᵀ, whatever the network). The noise level per setup is measured from the
