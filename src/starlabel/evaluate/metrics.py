@@ -116,7 +116,6 @@ def join_run(sets_catalogue: Table, labels_table: Table, split: dict | None = No
     lab_cname = _strings(labels_table["CNAME"])
     idx = (np.arange(len(cname)) if len(lab_cname) == len(cname) and np.all(lab_cname == cname)
            else index_of(cname, lab_cname))
-    has = idx >= 0
     out = Table({"CNAME": cname})
     out["SNR"] = float_column(cat, "SNR") if "SNR" in cat.colnames else np.full(len(cat), np.nan)
     set_col = _strings(cat["SET"]) if "SET" in cat.colnames else np.full(len(cat), "observed")
@@ -137,24 +136,22 @@ def join_run(sets_catalogue: Table, labels_table: Table, split: dict | None = No
             out["inner_snr_ge30"] = observed & inner & (out["SNR"] >= SNR_SPLIT)
             out["inner_snr_lt30"] = observed & inner & (out["SNR"] < SNR_SPLIT)
         out["outer"] = observed & outer
+    def matched(table: Table, col: str, j: np.ndarray) -> np.ndarray:
+        """`table[col]` on the rows `j` (−1: no match → NaN); all NaN if the column is absent."""
+        v = np.full(len(cat), np.nan)
+        if col in table.colnames:
+            v[j >= 0] = float_column(table, col)[j[j >= 0]]
+        return v
+
+    j_truth = index_of(cname, _strings(truth["CNAME"])) if truth is not None else None
     for name in cnn_labels(labels_table):
-        pred = np.full(len(cat), np.nan)
-        err = np.full(len(cat), np.nan)
-        pred[has] = float_column(labels_table, f"{name}_CNN")[idx[has]]
-        if f"E_{name}_CNN" in labels_table.colnames:
-            err[has] = float_column(labels_table, f"E_{name}_CNN")[idx[has]]
-        out[f"{name}_CNN"], out[f"E_{name}_CNN"] = pred, err
+        out[f"{name}_CNN"] = matched(labels_table, f"{name}_CNN", idx)
+        out[f"E_{name}_CNN"] = matched(labels_table, f"E_{name}_CNN", idx)
         if f"E_{name}_TOTAL" in labels_table.colnames:  # ensemble spread ⊕ noise (predict --noise-draws)
-            total = np.full(len(cat), np.nan)
-            total[has] = float_column(labels_table, f"E_{name}_TOTAL")[idx[has]]
-            out[f"E_{name}_TOTAL"] = total
+            out[f"E_{name}_TOTAL"] = matched(labels_table, f"E_{name}_TOTAL", idx)
         out[f"{name}_REF"] = float_column(cat, name) if name in cat.colnames else np.full(len(cat), np.nan)
         if truth is not None:
-            t = np.full(len(cat), np.nan)
-            if name in truth.colnames:
-                j = index_of(cname, _strings(truth["CNAME"]))
-                t[j >= 0] = float_column(truth, name)[j[j >= 0]]
-            out[f"{name}_TRUE"] = t
+            out[f"{name}_TRUE"] = matched(truth, name, j_truth)
     out.meta["labels"] = cnn_labels(labels_table)
     return out
 
