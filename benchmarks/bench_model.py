@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/bench_model.py [--threads 2] [--compile] [--plain] [--preset paper]
 
 Times the package's own training step (`starlabel.model.train.fit_epoch`: shuffled batches of 64,
-Adam) over 8 817 random 8 669-pixel spectra, and inference per model at several batch sizes
+Adam) over 8 817 random 8 669-pixel spectra, with the preset's fresh-noise augmentation and
+without it, and inference per model at several batch sizes
 through the path `starlabel predict` uses (`Ensemble.predict_each`: batches shared out to
 `--threads` worker threads, each single-threaded; `--compile` adds the torch.compile'd first
 block, whose one-off compile time is printed). `--plain` also times the textbook nn.Sequential
@@ -21,25 +22,26 @@ import time
 import numpy as np
 import torch
 
+from starlabel.grid import Grid
 from starlabel.labels import LabelSet
 from starlabel.model.config import preset
 from starlabel.model.ensemble import Ensemble
 from starlabel.model.network import Network
-from starlabel.model.train import fit_epoch
+from starlabel.model.train import NoiseAugment, fit_epoch
 
 
 def load() -> str:
     return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg()) + f" on {os.cpu_count()} CPUs"
 
 
-def time_epoch(model, fwd_model, x, y, batch, lr, repeats):
+def time_epoch(model, fwd_model, x, y, batch, lr, repeats, noise=None):
     opt = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     g = torch.Generator().manual_seed(0)
-    fit_epoch(fwd_model, opt, x[: 8 * batch], y[: 8 * batch], batch, g)  # warm-up
+    fit_epoch(fwd_model, opt, x[: 8 * batch], y[: 8 * batch], batch, g, noise=noise)  # warm-up
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
-        fit_epoch(fwd_model, opt, x, y, batch, g)
+        fit_epoch(fwd_model, opt, x, y, batch, g, noise=noise)
         best = min(best, time.perf_counter() - t)
     return best
 
@@ -101,13 +103,19 @@ def main(argv=None):
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, preset {args.preset}: {cfg}")
     print(f"before: {load()}")
     results = {}
+    grid = Grid.default()
+    slices = list(grid.slices().values()) if grid.n_pixels == cfg.n_pixels else [slice(0, cfg.n_pixels)]
+    factor = p.train.noise_augment
+    noise = NoiseAugment(x[: args.n_train].numpy(), slices, factor, torch.device("cpu")) if factor > 0 else None
     for name, params, fwd in models:
         if not args.skip_train:
-            s = time_epoch(params, fwd, x[: args.n_train], y[: args.n_train], p.train.batch_size,
-                           p.train.learning_rate, args.repeats)
-            results[(name, "epoch")] = s
-            print(f"{name:10s} train: {s:6.2f} s/epoch over {args.n_train} spectra (batch {p.train.batch_size}) "
-                  f"= {args.n_train / s:7.0f} spectra×epochs/s")
+            for aug in (noise, None) if noise is not None and name == "starlabel" else (None,):
+                s = time_epoch(params, fwd, x[: args.n_train], y[: args.n_train], p.train.batch_size,
+                               p.train.learning_rate, args.repeats, aug)
+                results[(name + "+noise" * (aug is not None), "epoch")] = s
+                what = f"fresh noise ×{factor:g} (the preset's)" if aug is not None else "no noise augmentation"
+                print(f"{name:10s} train: {s:6.2f} s/epoch over {args.n_train} spectra (batch {p.train.batch_size}, "
+                      f"{what}) = {args.n_train / s:7.0f} spectra×epochs/s")
         for bs in [int(b) for b in args.batch_sizes.split(",")]:
             if name == "plain":
                 r = time_inference(fwd, x[: args.n_infer], bs, args.repeats)

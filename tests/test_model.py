@@ -177,8 +177,9 @@ class Interrupt(Exception):
     pass
 
 
-def test_interrupted_training_resumes_to_the_same_models(sets, tmp_path):
-    args = dict(runs=2, keep=1, seed=3, **FAST)
+@pytest.mark.parametrize("noise_augment", [0.0, 1.0])
+def test_interrupted_training_resumes_to_the_same_models(sets, tmp_path, noise_augment):
+    args = dict(runs=2, keep=1, seed=3, noise_augment=noise_augment, **FAST)
     whole = train(sets, tmp_path / "whole", **args)
 
     def stop(run, epoch, state):
@@ -203,8 +204,10 @@ def test_interrupted_training_resumes_to_the_same_models(sets, tmp_path):
 
 def test_resume_with_other_settings_refused(sets, tmp_path):
     train(sets, tmp_path / "m", runs=1, keep=1, **FAST)
-    with pytest.raises(ValueError, match="different seed"):
+    with pytest.raises(ValueError, match=r"different seed \(0 there, 9 now\)"):
         train(sets, tmp_path / "m", runs=1, keep=1, seed=9, **FAST)
+    with pytest.raises(ValueError, match=r"different train.noise_augment \(1.0 there, 0.5 now\)"):
+        train(sets, tmp_path / "m", runs=1, keep=1, noise_augment=0.5, **FAST)
 
 
 def test_non_finite_training_rows_dropped(tmp_path):
@@ -268,3 +271,45 @@ def test_training_from_before_a_new_setting_still_resumes(sets, tmp_path):
     msgs = []
     train(sets, tmp_path / "m", runs=1, keep=1, **dict(FAST, echo=msgs.append))
     assert any("resuming" in m for m in msgs)
+
+
+def test_noise_augment_adds_each_spectrums_own_noise():
+    """The added noise is `factor` × the spectrum's DER_SNR noise in each setup, and the same
+    generator state draws the same noise (so a resumed run continues identically)."""
+    from starlabel.model.train import NoiseAugment
+
+    rng = np.random.default_rng(0)
+    n, slices = 40, list(TOY_GRID.slices().values())
+    sigma = rng.uniform(0.005, 0.05, (n, 2))
+    flux = np.ones((n, TOY_GRID.n_pixels), "f4")
+    for j, s in enumerate(slices):
+        flux[:, s] += (rng.normal(size=(n, s.stop - s.start)) * sigma[:, j : j + 1]).astype("f4")
+    aug = NoiseAugment(flux, slices, 0.5, torch.device("cpu"))
+    x, idx = torch.as_tensor(flux), torch.arange(n)
+    added = (aug(x, idx, torch.Generator().manual_seed(1)) - x).numpy()
+    for j, s in enumerate(slices):  # 301 pixels a setup: a few per cent sampling error in each
+        ratio = added[:, s].std(1) / sigma[:, j]
+        assert abs(np.median(ratio) - 0.5) < 0.03 and ratio.min() > 0.35 and ratio.max() < 0.65, ratio
+    again = (aug(x, idx, torch.Generator().manual_seed(1)) - x).numpy()
+    np.testing.assert_array_equal(added, again)
+
+
+def test_output_layer_refit_undoes_dropout_shrinkage(sets, tmp_path):
+    """Dropout on the output layer's inputs shrinks the labels towards their mean; the ridge
+    refit on the eval-mode features lowers the test loss, the bundle holds the refitted layer,
+    and the manifest records the loss before and after."""
+    out = train(sets, tmp_path / "m", runs=1, keep=1, seed=4, **dict(FAST, refit_output=True, max_epochs=6))
+    run = json.loads((out / "manifest.json").read_text())["runs"][0]
+    assert run["test_loss"] < run["test_before_refit"]
+    assert len(run["refit_alpha"]) == len(LABELS)
+    ens = Ensemble.load(out)
+    split = json.loads((out / "split.json").read_text())
+    from starlabel.io.dataset import Dataset
+
+    ds = Dataset(sets)
+    cn = np.asarray(ds.catalogue["CNAME"]).astype(str)
+    rows = np.array([np.flatnonzero(cn == c)[0] for c in split["test"]])
+    mean, _ = ens.predict(ds.read(rows))
+    y = np.column_stack([np.asarray(ds.catalogue[n], float)[rows] for n in LABELS])
+    loss = np.mean((ens.labels.to_network(mean) - ens.labels.to_network(y)) ** 2)
+    assert loss == pytest.approx(run["test_loss"], rel=1e-4)

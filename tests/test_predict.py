@@ -38,7 +38,8 @@ def test_predict_labels_all_but_the_broken_spectrum(model, tmp_path):
 
     mean, std = Ensemble.load(model).predict(Dataset(data).read()[ok])
     np.testing.assert_allclose(t["TEFF_CNN"][ok], mean[:, 0], rtol=1e-6)
-    np.testing.assert_allclose(t["E_LOGG_CNN"][ok], std[:, 1], rtol=1e-5, atol=1e-9)
+    # a std of nearly equal float32 numbers: other batch sizes round differently at the 1e-6 level
+    np.testing.assert_allclose(t["E_LOGG_CNN"][ok], std[:, 1], rtol=1e-5, atol=1e-5)
 
 
 def test_predict_cli_and_clear_errors(model, tmp_path, capsys):

@@ -73,3 +73,24 @@ def test_predict_writes_noise_and_total_uncertainty(tmp_path):
         np.testing.assert_allclose(total, np.hypot(e, noise), rtol=1e-6)
         np.testing.assert_array_equal(noise, b[f"E_{n}_NOISE"])  # same command, same numbers
     assert main([*args, "--out", str(tmp_path / "c.fits"), "--noise-draws", "-1"]) == 2
+
+
+def test_masked_pixels_neither_bias_the_noise_nor_get_noise():
+    """Half of setup A repaired with a constant fill (mask set): DER_SNR still measures the noise
+    of the real pixels, and the draws leave the filled pixels alone — a network that reads only
+    those pixels has no noise-propagated uncertainty."""
+    grid, flux = _spectra(50, np.array([0.02, 0.01]), seed=3)
+    mask = np.zeros(flux.shape, np.uint8)
+    mask[:, :1000] = 1
+    flux[:, :1000] = 1.0
+    slices = list(grid.slices().values())
+    assert np.median(pixel_noise(flux, slices)[:, 0]) < 0.015  # the fill drags the plain estimate down
+    np.testing.assert_allclose(np.median(pixel_noise(flux, slices, mask), 0), [0.02, 0.01], rtol=0.08)
+    all_masked = mask.copy()
+    all_masked[:, slices[1]] = 1
+    assert (pixel_noise(flux, slices, all_masked)[:, 1] == 0).all()
+    weights = np.zeros((1, grid.n_pixels, 1))
+    weights[0, :1000] = 0.1
+    ens = _LinearEnsemble(grid, weights)
+    assert (noise_sigma(ens, flux, draws=2, mask=mask) == 0).all()
+    assert (noise_sigma(ens, flux, draws=2) > 0).all()

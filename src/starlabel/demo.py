@@ -32,7 +32,7 @@ DEMO_PRESETS = {
     # 1–2 minutes on 2 cores (see README)
     "quick": DemoPreset(n_stars=3000, train_preset="quick", runs=3, keep=2, explain_spectra=300),
     # the paper's scale: 35 000 mock stars give ≈ 14 500 training candidates (the paper had
-    # 14 696), paper architecture, best 8 of 10 runs (over an hour on 2 cores; see README)
+    # 14 696), paper architecture, best 8 of 10 runs (about 2 hours on 2 cores; see README)
     "paper": DemoPreset(n_stars=35000, train_preset="paper", runs=10, keep=8, explain_spectra=1000),
 }
 

@@ -7,7 +7,7 @@ def add_parser(sub):
     p.add_argument("--out", default="demo_run", help="run directory (default: demo_run)")
     p.add_argument("--preset", choices=("quick", "paper"), default="quick",
                    help="quick: 3 000 stars, small networks (1–2 min on 2 cores); "
-                        "paper: 35 000 stars, paper architecture, best 8 of 10 runs (over an hour)")
+                        "paper: 35 000 stars, paper architecture, best 8 of 10 runs (about 2 hours)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-stars", type=int, help="override the preset's survey size")
     p.add_argument("--runs", type=int, help="override the preset's number of training runs")

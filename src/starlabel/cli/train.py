@@ -1,5 +1,7 @@
 """`starlabel train`: train the CNN ensemble on the training set of SETS.h5 (resumable)."""
 
+import argparse
+
 
 def add_parser(sub):
     p = sub.add_parser("train", help="train the CNN ensemble and write a model bundle", description=__doc__)
@@ -15,6 +17,12 @@ def add_parser(sub):
     p.add_argument("--patience", type=int, help="override the preset's early-stopping patience")
     p.add_argument("--weight-by-errors", action="store_true",
                    help="weight each label's squared error by 1/E_<LABEL>² from the catalogue (not in the paper)")
+    p.add_argument("--noise-augment", type=float, metavar="F",
+                   help="add fresh noise, F × each spectrum's own pixel noise, to every mini-batch "
+                        "(default: the preset's; not in the paper)")
+    p.add_argument("--refit-output", action=argparse.BooleanOptionalAction, default=None,
+                   help="after early stopping, refit the output layer by ridge regression on the last "
+                        "hidden features, undoing dropout's shrinkage (default: the preset's; not in the paper)")
     p.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
     p.set_defaults(func=run)
@@ -24,6 +32,12 @@ def run(args):
     from ..model.train import train
 
     overrides = {k: v for k, v in (("max_epochs", args.max_epochs), ("patience", args.patience)) if v is not None}
+    if args.noise_augment is not None:
+        if args.noise_augment < 0:
+            raise SystemExit(f"--noise-augment must be >= 0, got {args.noise_augment}")
+        overrides["noise_augment"] = args.noise_augment
+    if args.refit_output is not None:
+        overrides["refit_output"] = args.refit_output
     if args.weight_by_errors:
         overrides["weight_by_errors"] = True
     labels = [s.strip() for s in args.labels.split(",") if s.strip()]

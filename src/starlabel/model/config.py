@@ -50,6 +50,16 @@ class TrainConfig:
     # column, normalised to mean 1 per label; labels without errors weigh 1). Not in the paper:
     # the training labels' noise varies ~3× with S/N, and the precise ones deserve more say.
     weight_by_errors: bool = False
+    # Add fresh Gaussian noise, this many times each training spectrum's own pixel noise (DER_SNR
+    # per setup), to every mini-batch (0: off). Not in the paper, which credits the noise already in
+    # the spectra with regularising the training (Sect. 2.2); fresh noise each epoch keeps a network
+    # from recognising a star by its noise pattern and fitting that star's label errors.
+    noise_augment: float = 0.0
+    # After early stopping, refit the linear output layer on the training set's last hidden
+    # features (eval mode) by ridge regression, α per label by leave-one-out. Not in the paper: that
+    # layer was trained under dropout on its inputs, which acts as a penalty that shrinks every label
+    # towards its mean (on the mock the residuals of all labels anticorrelated with the truth, r ≈ −0.4).
+    refit_output: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,13 +73,15 @@ class Preset:
 
 PRESETS = {
     # Paper-faithful: Fig. 5 architecture, Adam, batch 64, 60/40 split, early stopping
-    # (the paper's runs lasted 159 epochs on average). One addition the paper does not state:
-    # the learning rate is halved on test-loss plateaus (lr_factor), which the mock survey needs.
-    "paper": Preset(NetworkConfig(), TrainConfig()),
+    # (the paper's runs lasted 159 epochs on average). Three additions the paper does not state,
+    # each measured on the 35 000-star mock (README): the learning rate is halved on test-loss
+    # plateaus (lr_factor), fresh noise is added to every mini-batch (noise_augment) and the output
+    # layer is refitted without dropout's shrinkage (refit_output).
+    "paper": Preset(NetworkConfig(), TrainConfig(noise_augment=1.0, refit_output=True)),
     # Small and fast, for the demo and the tests.
     "quick": Preset(
         NetworkConfig(filters=(4, 8, 16), dense=(64, 32, 16), dropout=0.1),
-        TrainConfig(learning_rate=2e-3, max_epochs=60, patience=8),
+        TrainConfig(learning_rate=2e-3, max_epochs=60, patience=8, noise_augment=1.0, refit_output=True),
     ),
 }
 

@@ -214,6 +214,11 @@ class Network(nn.Module):
 
     def _forward_infer(self, flux: torch.Tensor) -> torch.Tensor:
         """forward() in eval mode without autograd: cached window matrices, in-place ops."""
+        return self.out(self.hidden(flux))
+
+    def hidden(self, flux: torch.Tensor) -> torch.Tensor:
+        """The last dense layer's activations in eval mode, without autograd: (B, dense[-1]).
+        The output layer is a linear map of these (see `train.refit_output_layer`)."""
         c = self.config
         fb = self._first_block
         start = 0
@@ -227,7 +232,7 @@ class Network(nn.Module):
         x = x.transpose(1, 2).reshape(x.shape[0], -1)  # flatten in Conv1d's (C, L) order
         for lin in self.dense:
             x = F.leaky_relu_(lin(x), c.negative_slope)
-        return self.out(x)
+        return x
 
     def plain(self) -> nn.Sequential:
         """The textbook layer stack, sharing this network's parameters (for checks and export)."""
