@@ -5,7 +5,8 @@
 Runs `../shared/reference/keras_paper_cnn_speed.py` (same paper-like CNN, 8 817 random spectra
 of 8 669 pixels, one epoch at batch 64, inference at batch 32/256/2048) with the TensorFlow
 environment's Python, then `bench_model.py` on the same machine, alternating ROUNDS times, and
-prints the starlabel/Keras ratios (> 1 means starlabel is faster). Install the reference stack with
+prints every round and the starlabel/Keras ratios of the best and of the median round (> 1 means
+starlabel is faster; this machine's speed, Keras's especially, varies from run to run). Install the reference stack with
 `python3 -m venv /work/tfvenv && /work/tfvenv/bin/pip install tensorflow-cpu`.
 """
 
@@ -17,6 +18,8 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REFERENCE = HERE.parent.parent / "shared" / "reference" / "keras_paper_cnn_speed.py"
@@ -40,31 +43,31 @@ def main(argv=None):
     sys.path.insert(0, str(HERE))
     import bench_model
 
-    best_k_epoch, best_k_inf, best_s_epoch, best_s_inf = float("inf"), {}, float("inf"), {}
-    best_s_noise = float("inf")
+    rounds = {k: [] for k in ("keras epoch", "keras infer", "starlabel epoch", "starlabel epoch+noise",
+                              "starlabel infer", "starlabel infer+compile")}
     for i in range(args.rounds):
         print(f"--- round {i + 1}: {bench_model.load()}", flush=True)
         e, inf = run_keras(args.tf_python, Path(args.reference))
         print(f"keras      train: {e:6.2f} s/epoch; infer " + ", ".join(f"batch {b}: {r:.0f}/s" for b, r in inf.items()),
               flush=True)
-        best_k_epoch = min(best_k_epoch, e)
-        best_k_inf = {b: max(r, best_k_inf.get(b, 0)) for b, r in inf.items()}
         res = bench_model.main(["--threads", str(args.threads), "--repeats", "1"]
                                + (["--compile"] if args.compile else []))
-        best_s_epoch = min(best_s_epoch, res[("starlabel", "epoch")])
-        best_s_noise = min(best_s_noise, res.get(("starlabel+noise", "epoch"), float("inf")))
-        best_s_inf = {b: max(res[("starlabel", b)], best_s_inf.get(b, 0)) for b in best_k_inf}
-    print("\n=== starlabel / Keras (best of rounds; > 1 = starlabel faster) ===")
-    print(f"training epoch: keras {best_k_epoch:.2f} s, starlabel {best_s_epoch:.2f} s, "
-          f"speed ratio {best_k_epoch / best_s_epoch:.2f} (the same work: no noise augmentation)")
-    if best_s_noise < float("inf"):
-        print(f"training epoch with the paper preset's fresh-noise augmentation: starlabel {best_s_noise:.2f} s, "
-              f"speed ratio {best_k_epoch / best_s_noise:.2f}")
-    for b in sorted(best_k_inf):
-        print(f"inference batch {b:5d}: keras {best_k_inf[b]:7.0f}/s, starlabel {best_s_inf[b]:7.0f}/s, "
-              f"ratio {best_s_inf[b] / best_k_inf[b]:.2f}")
-    kb, sb = max(best_k_inf.values()), max(best_s_inf.values())
-    print(f"best inference: keras {kb:.0f}/s, starlabel {sb:.0f}/s, ratio {sb / kb:.2f}")
+        rounds["keras epoch"].append(e)
+        rounds["keras infer"].append(max(inf.values()))
+        rounds["starlabel epoch"].append(res[("starlabel", "epoch")])
+        rounds["starlabel epoch+noise"].append(res.get(("starlabel+noise", "epoch"), np.nan))
+        rounds["starlabel infer"].append(max(v for (n, b), v in res.items() if n == "starlabel" and b != "epoch"))
+        rounds["starlabel infer+compile"].append(
+            max((v for (n, b), v in res.items() if n == "starlabel+compile"), default=np.nan))
+    print("\n=== starlabel / Keras over the rounds (> 1 = starlabel faster; each side's best batch size) ===")
+    for k, v in rounds.items():
+        print(f"{k:24s} " + " ".join(f"{x:8.2f}" if "epoch" in k else f"{x:8.0f}" for x in v))
+    for stat, f_epoch, f_inf in (("best", np.nanmin, np.nanmax), ("median", np.nanmedian, np.nanmedian)):
+        ke, ki = f_epoch(rounds["keras epoch"]), f_inf(rounds["keras infer"])
+        print(f"{stat:6s}: training {ke / f_epoch(rounds['starlabel epoch']):.2f} (the same work), "
+              f"{ke / f_epoch(rounds['starlabel epoch+noise']):.2f} (with the presets' noise augmentation); "
+              f"inference {f_inf(rounds['starlabel infer']) / ki:.2f} plain, "
+              f"{f_inf(rounds['starlabel infer+compile']) / ki:.2f} compiled")
     print(f"after: {bench_model.load()}")
 
 

@@ -84,7 +84,7 @@ def main(argv=None):
     ap.add_argument("--preset", default="paper")
     ap.add_argument("--n-train", type=int, default=8817)
     ap.add_argument("--n-infer", type=int, default=8192)
-    ap.add_argument("--batch-sizes", default="32,256,2048")
+    ap.add_argument("--batch-sizes", default="16,32,256,2048")
     ap.add_argument("--repeats", type=int, default=2, help="best of N timings")
     ap.add_argument("--plain", action="store_true", help="also time the plain nn.Sequential network")
     ap.add_argument("--skip-train", action="store_true")
