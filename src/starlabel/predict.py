@@ -78,7 +78,7 @@ def predict(model_dir, dataset_path, out, carry=(), chunk: int = 2048, rows=None
     bad_all = []
     done = 0
     with tqdm(total=len(rows), desc="predict", unit="spectra", disable=not progress) as bar:
-        for r, flux, mask in ds.iter_chunks(chunk, rows=rows, mask=True):
+        for r, flux, *mask in ds.iter_chunks(chunk, rows=rows, mask=noise_draws > 0):
             ok = np.isfinite(flux).all(1)
             if not ok.all():
                 bad = cnames[r[~ok]].tolist()
@@ -91,7 +91,7 @@ def predict(model_dir, dataset_path, out, carry=(), chunk: int = 2048, rows=None
                 std[done : done + len(r)][ok] = each.std(0)
                 if noise_draws:
                     noise[done : done + len(r)][ok] = noise_sigma(ens, flux[ok], noise_draws, [seed, int(r[0])],
-                                                                  each=each, mask=mask[ok], compile=compile)
+                                                                  each=each, mask=mask[0][ok], compile=compile)
             done += len(r)
             bar.update(len(r))
     table = Table()

@@ -163,7 +163,9 @@ def loss_fn(pred: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None) 
 
 class NoiseAugment:
     """Fresh Gaussian noise for each mini-batch: `factor` × each spectrum's own per-setup pixel
-    noise (DER_SNR), drawn from the run's shuffle generator so a resumed run draws the same."""
+    noise (DER_SNR), drawn from the run's shuffle generator so a resumed run draws the same.
+    Unlike `uncertainty.noise_sigma` it ignores the pixel mask: training spectra passed the
+    quality cuts, and their few repaired pixels hold plausible flux."""
 
     def __init__(self, flux: np.ndarray, slices, factor: float, device: torch.device):
         setup = np.empty(flux.shape[1], dtype=np.int64)
