@@ -168,15 +168,15 @@ class NoiseAugment:
     quality cuts, and their few repaired pixels hold plausible flux."""
 
     def __init__(self, flux: np.ndarray, slices, factor: float, device: torch.device):
-        setup = np.empty(flux.shape[1], dtype=np.int64)
-        for j, s in enumerate(slices):
-            setup[s] = j
-        self.sigma = torch.as_tensor(factor * pixel_noise(flux, slices), device=device)
-        self.setup = torch.as_tensor(setup, device=device)
+        self.slices = list(slices)
+        self.sigma = torch.as_tensor(factor * pixel_noise(flux, self.slices), device=device)
 
     def __call__(self, xb: torch.Tensor, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         eps = torch.randn(xb.shape, generator=gen).to(xb.device)
-        return xb + eps * self.sigma[idx][:, self.setup]
+        sigma = self.sigma[idx]
+        for j, s in enumerate(self.slices):
+            eps[:, s] *= sigma[:, j : j + 1]
+        return xb + eps
 
 
 def fit_epoch(net: Network, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, batch: int,
