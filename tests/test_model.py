@@ -304,11 +304,11 @@ def test_output_layer_refit_undoes_dropout_shrinkage(sets, tmp_path):
     assert len(run["refit_alpha"]) == len(LABELS)
     ens = Ensemble.load(out)
     split = json.loads((out / "split.json").read_text())
+    from starlabel.evaluate.metrics import index_of
     from starlabel.io.dataset import Dataset
 
     ds = Dataset(sets)
-    cn = np.asarray(ds.catalogue["CNAME"]).astype(str)
-    rows = np.array([np.flatnonzero(cn == c)[0] for c in split["test"]])
+    rows = index_of(np.array(split["test"]), np.asarray(ds.catalogue["CNAME"]).astype(str))
     mean, _ = ens.predict(ds.read(rows))
     y = np.column_stack([np.asarray(ds.catalogue[n], float)[rows] for n in LABELS])
     loss = np.mean((ens.labels.to_network(mean) - ens.labels.to_network(y)) ** 2)
