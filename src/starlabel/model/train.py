@@ -274,9 +274,10 @@ def train_run(index: int, seed: int, net_cfg: NetworkConfig, cfg: TrainConfig, d
                 net.load_state_dict(best)
                 st["refit_alpha"] = refit_output_layer(net, x_tr, y_tr, w_tr)
                 best = {n_: p.detach().clone() for n_, p in net.named_parameters()}
-                snaps["best"] = _predict(net, x_te, cfg.eval_batch_size).cpu()
+                pred = _predict(net, x_te, cfg.eval_batch_size)
                 st["test_before_refit"] = st["best_test"]
-                st["best_test"] = loss_fn(snaps["best"].to(y_te.device), y_te, w_te).item()
+                st["best_test"] = loss_fn(pred, y_te, w_te).item()
+                snaps["best"] = pred.cpu()
             st["snapshots"] = sorted({int(k[6:]) for k in snaps if k.startswith("epoch_")} | {st["best_epoch"]})
             if "best" in snaps:
                 snaps[f"epoch_{st['best_epoch']}"] = snaps.pop("best")
