@@ -10,7 +10,8 @@ import torch
 from astropy.table import Table
 
 from starlabel.explain import (GradientMaps, find_gradient_peaks, gradient_correlation, gradient_maps,
-                               identify_lines, label_element, match_lines, per_spectrum_gradients)
+                               identify_lines, label_element, match_lines)
+from starlabel.model.network import per_spectrum_gradients
 from starlabel.grid import Grid, Setup
 from starlabel.labels import LabelSet
 

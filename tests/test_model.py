@@ -10,10 +10,10 @@ from safetensors.torch import load_file
 from starlabel.model.config import NetworkConfig, preset
 from starlabel.model.ensemble import BundleError, Ensemble
 from starlabel.model.network import Network
-from starlabel.model.train import train
+from starlabel.stages.train import train
 from test_model_toy import LABELS, TOY_GRID, make_sets, toy_spectra
 
-FAST = dict(labels=LABELS, preset="quick", progress=False, echo=lambda *a: None, max_epochs=8, patience=3,
+FAST = dict(labels=LABELS, preset="quick", progress=False, max_epochs=8, patience=3,
             batch_size=16, learning_rate=5e-3)
 
 
@@ -120,9 +120,9 @@ def test_save_load_predict_identical(bundle):
     flux, cat = toy_spectra(40, seed=5)
     a = Ensemble.load(bundle)
     b = Ensemble.load(bundle)
-    mean, std = a.predict(flux)
-    mean2, std2 = b.predict(flux)
-    assert mean.shape == (40, 3) and np.array_equal(mean, mean2) and np.array_equal(std, std2)
+    pa, pb = a.predict(flux), b.predict(flux)
+    mean, std = pa.mean, pa.std
+    assert mean.shape == (40, 3) and np.array_equal(mean, pb.mean) and np.array_equal(std, pb.std)
     each = a.predict_each(flux)
     assert each.shape == (2, 40, 3)
     # worker threads share out the batches: the same numbers for any thread count
@@ -210,28 +210,29 @@ def test_resume_with_other_settings_refused(sets, tmp_path):
         train(sets, tmp_path / "m", runs=1, keep=1, noise_augment=0.5, **FAST)
 
 
-def test_non_finite_training_rows_dropped(tmp_path):
+def test_non_finite_training_rows_dropped(tmp_path, caplog):
     sets = make_sets(tmp_path / "S.h5", n=120, nan_rows=(3, 7))
-    msgs = []
-    fast = dict(FAST, echo=msgs.append, max_epochs=1)
-    out = train(sets, tmp_path / "m", runs=1, keep=1, **fast)
-    assert any("dropped 2 of 120" in m for m in msgs)
+    fast = dict(FAST, max_epochs=1)
+    with caplog.at_level("INFO", logger="starlabel"):
+        out = train(sets, tmp_path / "m", runs=1, keep=1, **fast)
+    assert "dropped 2 of 120" in caplog.text
     split = json.loads((out / "split.json").read_text())
     assert "TOY00003" not in split["train"] + split["test"]
 
 
-def test_label_weights_follow_catalogue_errors():
+def test_label_weights_follow_catalogue_errors(caplog):
     from astropy.table import Table
 
-    from starlabel.model.train import label_weights, loss_fn
+    from starlabel.model.train import loss_fn
+    from starlabel.stages.train import label_weights
 
-    msgs = []
     t = Table({"E_TEFF": [10.0, 20.0, np.nan, 0.0]})
-    w = label_weights(t, ("TEFF", "LOGG"), echo=msgs.append)
+    with caplog.at_level("INFO", logger="starlabel"):
+        w = label_weights(t, ("TEFF", "LOGG"))
     # 1/E² = 0.01, 0.0025; missing or zero errors get the median (0.00625); mean 1 per label
     np.testing.assert_allclose(w[:, 0], [1.6, 0.4, 1.0, 1.0])
     np.testing.assert_array_equal(w[:, 1], 1.0)
-    assert any("E_LOGG" in m for m in msgs)
+    assert "E_LOGG" in caplog.text
     pred, y = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]])
     assert loss_fn(pred, y).item() == pytest.approx(2.5)
     assert loss_fn(pred, y, torch.tensor([[2.0, 0.5]])).item() == pytest.approx((2 * 1 + 0.5 * 4) / 2)
@@ -255,12 +256,12 @@ def test_weighted_training_down_weights_noisy_labels(tmp_path):
     for weighted in (False, True):
         out = train(sets, tmp_path / f"m{weighted}", runs=1, keep=1, seed=2, weight_by_errors=weighted, **fast)
         assert json.loads((out / "manifest.json").read_text())["train"]["weight_by_errors"] is weighted
-        mean, _ = Ensemble.load(out).predict(flux)
+        mean = Ensemble.load(out).predict(flux).mean
         scatter[weighted] = float(np.std(mean[:, 0] - truth))
     assert scatter[True] < 0.8 * scatter[False], scatter
 
 
-def test_training_from_before_a_new_setting_still_resumes(sets, tmp_path):
+def test_training_from_before_a_new_setting_still_resumes(sets, tmp_path, caplog):
     """A checkpoint directory written before a TrainConfig field existed resumes: the missing
     field means its default, which is the behaviour that training had."""
     train(sets, tmp_path / "m", runs=1, keep=1, **FAST)
@@ -268,9 +269,9 @@ def test_training_from_before_a_new_setting_still_resumes(sets, tmp_path):
     settings = json.loads(path.read_text())
     del settings["train"]["weight_by_errors"]
     path.write_text(json.dumps(settings))
-    msgs = []
-    train(sets, tmp_path / "m", runs=1, keep=1, **dict(FAST, echo=msgs.append))
-    assert any("resuming" in m for m in msgs)
+    with caplog.at_level("INFO", logger="starlabel"):
+        train(sets, tmp_path / "m", runs=1, keep=1, **FAST)
+    assert "resuming" in caplog.text
 
 
 def test_noise_augment_adds_each_spectrums_own_noise():
@@ -309,7 +310,7 @@ def test_output_layer_refit_undoes_dropout_shrinkage(sets, tmp_path):
 
     ds = Dataset(sets)
     rows = index_of(np.array(split["test"]), np.asarray(ds.catalogue["CNAME"]).astype(str))
-    mean, _ = ens.predict(ds.read(rows))
+    mean = ens.predict(ds.read(rows)).mean
     y = np.column_stack([np.asarray(ds.catalogue[n], float)[rows] for n in LABELS])
     loss = np.mean((ens.labels.to_network(mean) - ens.labels.to_network(y)) ** 2)
     assert loss == pytest.approx(run["test_loss"], rel=1e-4)

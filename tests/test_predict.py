@@ -36,10 +36,13 @@ def test_predict_labels_all_but_the_broken_spectrum(model, tmp_path):
     # the same numbers as the Python API, independent of the chunk size
     from starlabel.io.dataset import Dataset
 
-    mean, std = Ensemble.load(model).predict(Dataset(data).read()[ok])
-    np.testing.assert_allclose(t["TEFF_CNN"][ok], mean[:, 0], rtol=1e-6)
-    # a std of nearly equal float32 numbers: other batch sizes round differently at the 1e-6 level
-    np.testing.assert_allclose(t["E_LOGG_CNN"][ok], std[:, 1], rtol=1e-5, atol=1e-5)
+    pred = Ensemble.load(model).predict(Dataset(data).read()[ok])
+    mean, std = pred.mean, pred.std
+    # the networks compute in float32, and other batch sizes round differently: tolerances of a
+    # few dozen float32 ulps (a std of nearly equal numbers loses more)
+    eps = np.finfo(np.float32).eps
+    np.testing.assert_allclose(t["TEFF_CNN"][ok], mean[:, 0], rtol=50 * eps)
+    np.testing.assert_allclose(t["E_LOGG_CNN"][ok], std[:, 1], rtol=100 * eps, atol=100 * eps)
 
 
 def test_predict_cli_and_clear_errors(model, tmp_path, capsys):

@@ -135,7 +135,7 @@ def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | No
     from .explain import explain
     from .io.dataset import Dataset
     from .labels import DEFAULT_LABELS
-    from .model.train import train
+    from .stages.train import train
     from .predict import predict
     from .prepare import PrepareSettings, prepare
     from .report.html import report
@@ -176,7 +176,7 @@ def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | No
     lap("select")
     if _step(f"train ({p.train_preset} preset, best {keep} of {runs} runs)", out / "model" / "manifest.json", echo):
         train(out / "sets.h5", out / "model", labels=DEFAULT_LABELS, runs=runs, keep=keep,
-              preset=p.train_preset, seed=seed, echo=echo,
+              preset=p.train_preset, seed=seed,
               **({"max_epochs": max_epochs} if max_epochs else {}))
     lap("train")
     if _step("predict", out / "labels.fits", echo):

@@ -97,30 +97,6 @@ class GradientMaps:
 
 # ---------------------------------------------------------------- gradients
 
-def per_spectrum_gradients(network, flux, scale=None):
-    """(N, L, P) array of ∂label_l/∂flux_p for each spectrum, times `scale` (network → physical units).
-
-    One backward pass per label on the summed output: spectra do not interact in an
-    eval-mode network, so row i of the gradient is the gradient of spectrum i alone.
-    """
-    import torch
-
-    param = next(network.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    dtype = param.dtype if param is not None else torch.float32
-    x = torch.as_tensor(np.asarray(flux), dtype=dtype, device=device).requires_grad_(True)
-    out = network(x)
-    n_labels = out.shape[1]
-    grads = []
-    for i in range(n_labels):
-        (g,) = torch.autograd.grad(out[:, i].sum(), x, retain_graph=i < n_labels - 1)
-        grads.append(g.detach().cpu().numpy())
-    g = np.stack(grads, axis=1)
-    if scale is not None:
-        g = g * np.asarray(scale, dtype=g.dtype)[None, :, None]
-    return g
-
-
 def gradient_maps(networks, labels, chunks, wavelength, grid=None, progress=True) -> GradientMaps:
     """Average gradients of every network and of the ensemble mean over the spectra in `chunks`.
 
@@ -128,6 +104,8 @@ def gradient_maps(networks, labels, chunks, wavelength, grid=None, progress=True
     bounded by one chunk's (n, L, P) gradients plus the running sums.
     """
     from tqdm.auto import tqdm
+
+    from .model.network import per_spectrum_gradients
 
     networks = list(networks)
     if not networks:

@@ -29,7 +29,7 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..model.train import train
+    from ..stages.train import train
 
     overrides = {k: v for k, v in (("max_epochs", args.max_epochs), ("patience", args.patience)) if v is not None}
     if args.noise_augment is not None:

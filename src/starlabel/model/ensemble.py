@@ -1,155 +1,159 @@
-"""The model bundle: the kept networks with everything needed to use and trust them.
+"""The ensemble estimator: the kept networks with their labels, grid and provenance.
 
-A bundle is a directory (docs/contracts.md):
+Array in, array out, like a scikit-learn model or openTSNE's `TSNE().fit(X)`:
 
-    manifest.json          labels + scaling, grid, network config, runs, data hash, versions,
-                           and the sha256 of every other file
-    run<i>.safetensors     weights of each kept run (plain Conv1d/Linear parameter names)
-    split.json             {"train": [CNAME…], "test": [CNAME…]}
-    history.json           {run: {"train_loss": […], "test_loss": […]}} for every run
-    snapshots.safetensors  test-set predictions (physical units) of the first kept run at a few
-                           epochs, keys `epoch_<n>`, plus `test_rows` (rows of SETS.h5)
+    ens = Ensemble.fit(flux, labels, names=("TEFF", "LOGG", "FE_H"), grid=grid, config="quick")
+    result = ens.predict(flux, noise_draws=4)    # .mean .std .noise .total, .to_table()
+    ens.save("model/"); ens = Ensemble.load("model/")
 
-Weights are safetensors only: loading a bundle from a colleague cannot run code.
+The bundle format on disk is `bundle.py`'s; the training loop is `train.py`'s.
 """
 
 from __future__ import annotations
 
-import json
-import platform
+import datetime as _dt
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
+from astropy.table import Table
 
-from .. import __version__
 from ..grid import Grid
-from ..io.atomic import atomic_path
-from ..labels import LabelSet
-from . import checkpoint
-from .config import NetworkConfig, TrainConfig
-from .network import Network
+from ..labels import DEFAULT_LABELS, LabelSet
+from .bundle import Bundle, BundleError, write_bundle
+from .config import Preset, preset as get_preset
+from .network import Network, per_spectrum_gradients
+from .train import TrainingRecord, fit_runs, pick_device
 
-FORMAT = "starlabel-ensemble"
-FORMAT_VERSION = 1
-
-
-def versions() -> dict:
-    import astropy
-    import h5py
-    import safetensors
-
-    return {"starlabel": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": np.__version__, "safetensors": safetensors.__version__, "astropy": astropy.__version__,
-            "h5py": h5py.__version__}
+__all__ = ["Ensemble", "Prediction", "BundleError"]
 
 
-def write_bundle(out, *, grid: Grid, labels: LabelSet, network: NetworkConfig, train_config: TrainConfig,
-                 preset: str, seed: int, results: list[dict], kept: list[int], split: dict,
-                 test_rows, provenance: dict) -> Path:
-    """Write every bundle file (each atomically), then the manifest that vouches for them."""
-    out = Path(out)
-    files = {}
+@dataclass
+class Prediction:
+    """Labels of N spectra, each (N, L) in physical units.
 
-    def _json(name, obj):
-        with atomic_path(out / name) as tmp:
-            tmp.write_text(json.dumps(obj, indent=1))
-        files[name] = checkpoint.sha256(out / name)
+    `mean`, `std`: ensemble mean and standard deviation (ddof=0) over the kept networks;
+    `noise`: how far the labels move when noise of the spectrum's own level is added (None
+    unless `noise_draws` > 0); `total`: both in quadrature, the error bar to use."""
 
-    for i in kept:
-        name = f"run{i}.safetensors"
-        checkpoint.save(out / name, results[i]["_best"], {"run": i, "seed": results[i]["seed"]})
-        files[name] = checkpoint.sha256(out / name)
-    first = results[kept[0]]
-    snaps = {k: labels.from_network(v.numpy()) for k, v in first["_snaps"].items()}
-    snaps = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in snaps.items()}
-    snaps["test_rows"] = torch.as_tensor(np.asarray(test_rows), dtype=torch.int64)
-    checkpoint.save(out / "snapshots.safetensors", snaps, {"run": kept[0], "labels": list(labels.names)})
-    files["snapshots.safetensors"] = checkpoint.sha256(out / "snapshots.safetensors")
-    _json("split.json", split)
-    _json("history.json", {str(r["index"]): {"train_loss": r["train_loss"], "test_loss": r["test_loss"]}
-                           for r in results})
-    manifest = {
-        "format": FORMAT, "format_version": FORMAT_VERSION,
-        "labels": labels.to_dict(),
-        "grid": json.loads(grid.to_json()),
-        "network": network.to_dict(),
-        "train": train_config.to_dict(), "preset": preset, "seed": seed,
-        "runs": [{"index": r["index"], "seed": r["seed"], "test_loss": r["best_test"], "epochs": r["epoch"],
-                  "best_epoch": r["best_epoch"], "kept": r["index"] in kept,
-                  **{k: r[k] for k in ("test_before_refit", "refit_alpha") if k in r}} for r in results],
-        "kept": list(kept),
-        "snapshot_run": kept[0],
-        "uncertainty": "E_<label>_CNN = standard deviation (ddof=0) of the kept networks' predictions",
-        "data": provenance,
-        "versions": versions(),
-        "files": files,
-    }
-    with atomic_path(out / "manifest.json") as tmp:
-        tmp.write_text(json.dumps(manifest, indent=1))
-    return out
+    names: tuple[str, ...]
+    mean: np.ndarray
+    std: np.ndarray
+    noise: np.ndarray | None = None
 
+    @property
+    def total(self) -> np.ndarray:
+        return self.std if self.noise is None else np.hypot(self.std, self.noise)
 
-class BundleError(ValueError):
-    """A model bundle that is incomplete, altered, or does not fit the data."""
+    def to_table(self, ids=None) -> Table:
+        """`<LABEL>_CNN`, `E_<LABEL>_CNN` (and `E_<LABEL>_NOISE`, `E_<LABEL>_TOTAL`), after a CNAME column
+        when `ids` are given: the columns of `starlabel predict`'s output."""
+        table = Table()
+        if ids is not None:
+            table["CNAME"] = np.asarray(ids).astype(str)
+        for j, n in enumerate(self.names):
+            table[f"{n}_CNN"] = self.mean[:, j]
+            table[f"E_{n}_CNN"] = self.std[:, j]
+            if self.noise is not None:
+                table[f"E_{n}_NOISE"] = self.noise[:, j]
+                table[f"E_{n}_TOTAL"] = self.total[:, j]
+        return table
 
 
 class Ensemble:
-    """The kept networks of a bundle. `predict(flux) -> (mean, std)` in physical units."""
+    """The kept networks of a trained ensemble. `predict(flux)` → `Prediction` in physical units."""
 
-    def __init__(self, networks: list[Network], labels: LabelSet, grid: Grid, manifest: dict,
-                 path: Path | None = None, device=None):
+    def __init__(self, networks: list[Network], labels: LabelSet, grid: Grid, manifest: dict | None = None,
+                 path: Path | None = None, device=None, record: TrainingRecord | None = None):
         self.networks = networks
         self.labels = labels
         self.grid = grid
-        self.manifest = manifest
+        self.manifest = manifest or {}
         self.path = path
+        self.record = record  # set by `fit`: what `save` writes besides the weights
         self.device = torch.device(device) if device is not None else next(networks[0].parameters()).device
+
+    # ------------------------------------------------------------------ training
+
+    @classmethod
+    def fit(cls, flux, labels, names=DEFAULT_LABELS, grid: Grid | None = None, config: str | Preset = "quick",
+            runs: int | None = None, keep: int | None = None, seed: int = 0, ids=None, weights=None,
+            checkpoint_dir=None, callback=None, device=None, progress: bool = False) -> "Ensemble":
+        """Train `runs` networks on (flux (N, P), labels (N, L)) and keep the `keep` best.
+
+        `config`: a preset name ("quick", "paper") or a `Preset`; `runs`/`keep` override its values.
+        `grid`: the wavelength grid of the flux columns (default: the paper's HR10+HR21 grid).
+        `ids`: one name per spectrum (CNAMEs), recorded in the bundle's split. `weights` (N, L):
+        per-star, per-label loss weights. With `checkpoint_dir` an interrupted fit resumes
+        there; `callback(run, epoch, state)` is called after every epoch."""
+        p = get_preset(config) if isinstance(config, str) else config
+        if runs is not None or keep is not None:
+            from dataclasses import replace
+
+            p = replace(p, runs=p.runs if runs is None else runs, keep=p.keep if keep is None else keep)
+        rec = fit_runs(flux, labels, names, grid or Grid.default(), p, seed, ids, weights, checkpoint_dir,
+                       callback, device, progress)
+        networks = []
+        for i in rec.kept:
+            net = Network(rec.network)
+            net.load_state_dict(rec.results[i].best)
+            networks.append(net.to(rec.device).eval().requires_grad_(False))
+        return cls(networks, rec.labels, rec.grid, device=rec.device, record=rec)
+
+    def save(self, path, test_rows=None, provenance: dict | None = None) -> Path:
+        """Write the bundle directory of a freshly fitted ensemble (bundle.py). `test_rows`: the
+        dataset rows of the test spectra (default: their positions in the fitted arrays);
+        `provenance`: extra entries for the manifest's `data` record."""
+        rec = self.record
+        if rec is None:
+            raise BundleError("this ensemble was loaded, not fitted: its bundle is already on disk "
+                              f"({self.path}); copy that directory instead")
+        results = {r.state.index: r for r in rec.results}
+        first = results[rec.kept[0]]
+        snaps = {k: rec.labels.from_network(v.numpy()) for k, v in first.snapshots.items()}
+        data = {"sha256": rec.data_sha256, "n_train": int(len(rec.train_idx)), "n_test": int(len(rec.test_idx)),
+                "test_outside_train_range": rec.outside,
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(), "device": rec.device,
+                "threads": torch.get_num_threads(), "host_cpus": os.cpu_count(), **(provenance or {})}
+        manifest = {
+            "train": rec.preset.train.to_dict(), "preset": rec.preset.name, "seed": rec.seed,
+            "runs": [{"index": r.state.index, "seed": r.state.seed, "test_loss": r.state.best_test,
+                      "epochs": r.state.epoch, "best_epoch": r.state.best_epoch, "kept": r.state.index in rec.kept,
+                      **{k: getattr(r.state, k) for k in ("test_before_refit", "refit_alpha")
+                         if getattr(r.state, k) is not None}} for r in rec.results],
+            "snapshot_run": rec.kept[0],
+            "uncertainty": "E_<label>_CNN = standard deviation (ddof=0) of the kept networks' predictions",
+            "data": data,
+        }
+        out = write_bundle(
+            path, labels=rec.labels, grid=rec.grid, network=rec.network,
+            weights={i: results[i].best for i in rec.kept}, seeds={i: results[i].state.seed for i in rec.kept},
+            manifest=manifest, split={"train": rec.ids[rec.train_idx].tolist(), "test": rec.ids[rec.test_idx].tolist()},
+            history={str(r.state.index): {"train_loss": r.state.train_loss, "test_loss": r.state.test_loss}
+                     for r in rec.results},
+            snapshots=snaps, test_rows=rec.test_idx if test_rows is None else test_rows)
+        self.path = out
+        self.manifest = Bundle(out).manifest
+        return out
 
     @classmethod
     def load(cls, path, device=None, verify: bool = True) -> "Ensemble":
-        """Load and check a bundle: every file present and unchanged (sha256 in the manifest)."""
-        path = Path(path)
-        mpath = path / "manifest.json"
-        if not path.is_dir():
-            raise BundleError(f"model bundle {path} does not exist or is not a directory")
-        if not mpath.exists():
-            raise BundleError(f"{path} is not a complete model bundle: manifest.json is missing "
-                              "(was the training finished?)")
-        try:
-            manifest = json.loads(mpath.read_text())
-        except json.JSONDecodeError as e:
-            raise BundleError(f"{mpath} is not valid JSON: {e}") from e
-        if manifest.get("format") != FORMAT:
-            raise BundleError(f"{mpath} is not a starlabel ensemble manifest")
-        if manifest.get("format_version", 0) > FORMAT_VERSION:
-            raise BundleError(f"{path} was written by a newer starlabel (bundle format "
-                              f"{manifest['format_version']}); upgrade starlabel")
-        files = manifest.get("files", {})
-        for name in [f"run{i}.safetensors" for i in manifest["kept"]]:
-            if name not in files:
-                raise BundleError(f"{mpath} lists no checksum for {name}")
-        for name, digest in files.items():
-            f = path / name
-            if not f.exists():
-                raise BundleError(f"model bundle {path} is incomplete: {name} is missing")
-            if verify and checkpoint.sha256(f) != digest:
-                raise BundleError(f"{f} does not match the checksum in manifest.json: the file was changed "
-                                  "or damaged after training; refusing to use it")
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        cfg = NetworkConfig.from_dict(manifest["network"])
+        """Load a bundle after checking it (`Bundle.verify`: every file unchanged, weights bound to the manifest)."""
+        bundle = Bundle(path)
+        if verify:
+            bundle.verify()
+        device = pick_device(device)
         networks = []
-        for i in manifest["kept"]:
-            net = Network(cfg)
+        for i in bundle.kept:
+            net = Network(bundle.network)
             try:
-                net.load_state_dict(load_file(str(path / f"run{i}.safetensors")))
+                net.load_state_dict(bundle.weights(i))
             except RuntimeError as e:
                 raise BundleError(f"run{i}.safetensors does not fit the network in manifest.json: {e}") from e
             networks.append(net.to(device).eval().requires_grad_(False))
-        grid = Grid.from_json(json.dumps(manifest["grid"]))
-        return cls(networks, LabelSet.from_dict(manifest["labels"]), grid, manifest, path, device)
+        return cls(networks, bundle.labels, bundle.grid, bundle.manifest, bundle.path, device)
 
     # ------------------------------------------------------------------ checks
 
@@ -218,9 +222,28 @@ class Ensemble:
             torch.set_num_threads(saved)
         return self.labels.from_network(out.astype(np.float64))
 
-    def predict(self, flux, batch: int | None = None, threads: int | None = None,
-                compile: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Ensemble mean and standard deviation over the kept networks, each (N, L).
-        `batch`, `threads`, `compile`: see `predict_each`."""
+    def predict(self, flux, noise_draws: int = 0, seed=0, mask=None, batch: int | None = None,
+                threads: int | None = None, compile: bool = False) -> Prediction:
+        """Ensemble mean and standard deviation over the kept networks, and with `noise_draws` > 0
+        the noise-propagated uncertainty (`uncertainty.noise_sigma`, seeded by `seed`; `mask`: the
+        spectra's pixel mask, whose flagged pixels get no noise). `batch`, `threads`, `compile`:
+        see `predict_each`."""
+        if noise_draws < 0:
+            raise ValueError(f"noise_draws must be 0 or more, got {noise_draws}")
         each = self.predict_each(flux, batch, threads, compile)
-        return each.mean(0), each.std(0)
+        noise = None
+        if noise_draws:
+            from ..uncertainty import noise_sigma
+
+            noise = noise_sigma(self, flux, noise_draws, seed, each=each, mask=mask, batch=batch, threads=threads,
+                                compile=compile)
+        return Prediction(tuple(self.labels.names), each.mean(0), each.std(0), noise)
+
+    def gradients(self, flux) -> np.ndarray:
+        """(N, L, P) ∂label/∂flux of the ensemble mean for each spectrum, physical units per unit flux:
+        which pixels each label is read from (paper Sect. 4.4)."""
+        x = self._flux(flux).numpy()
+        total = np.zeros((len(x), len(self.labels.names), x.shape[1]), np.float32)
+        for net in self.networks:
+            total += per_spectrum_gradients(net, x, self.labels.scale) / len(self.networks)
+        return total

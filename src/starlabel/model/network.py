@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -245,3 +246,24 @@ class Network(nn.Module):
             layers += [lin, nn.LeakyReLU(c.negative_slope), nn.Dropout(c.dropout)]
         layers.append(self.out)
         return nn.Sequential(*layers).train(self.training)
+
+
+def per_spectrum_gradients(network: Network, flux, scale=None) -> np.ndarray:
+    """(N, L, P) array of ∂label_l/∂flux_p for each spectrum, times `scale` (network → physical units).
+
+    One backward pass per label on the summed output: spectra do not interact in an
+    eval-mode network, so row i of the gradient is the gradient of spectrum i alone."""
+    param = next(network.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None else torch.float32
+    x = torch.as_tensor(np.asarray(flux), dtype=dtype, device=device).requires_grad_(True)
+    out = network(x)
+    n_labels = out.shape[1]
+    grads = []
+    for i in range(n_labels):
+        (g,) = torch.autograd.grad(out[:, i].sum(), x, retain_graph=i < n_labels - 1)
+        grads.append(g.detach().cpu().numpy())
+    g = np.stack(grads, axis=1)
+    if scale is not None:
+        g = g * np.asarray(scale, dtype=g.dtype)[None, :, None]
+    return g

@@ -1,24 +1,23 @@
-"""Train the CNN ensemble (paper Sect. 3.2 and 4): the one training loop of the package.
+"""The training loop of the CNN ensemble (paper Sect. 3.2 and 4), on arrays: the one training loop of the package.
 
-`train(SETS.h5, MODEL_DIR)` trains `runs` networks that differ only in their seed (weight
-initialisation, batch order, dropout) on one fixed random train/test split, keeps the `keep`
-with the lowest test loss and writes the model bundle (see `ensemble.py`). Two steps the paper
-does not have are on in both presets (see `config.TrainConfig`): fresh noise on every mini-batch
-(`NoiseAugment`) and a ridge refit of the output layer after early stopping (`refit_output_layer`).
+`fit_runs(flux, labels, ...)` trains `runs` networks that differ only in their seed (weight
+initialisation, batch order, dropout) on one fixed random train/test split and keeps the `keep`
+with the lowest test loss; `Ensemble.fit` wraps it, and the `train` stage reads SETS.h5 into it.
+Two steps the paper does not have are on in both presets (see `config.TrainConfig`): fresh noise on
+every mini-batch (`NoiseAugment`) and a ridge refit of the output layer after early stopping
+(`refit_output_layer`).
 
-Every epoch of every run is checkpointed atomically to `MODEL_DIR/checkpoints/run<i>.safetensors`
-(weights, best weights, Adam state, RNG states, history). Running the same command again
+With a checkpoint directory every epoch of every run is checkpointed atomically to
+`run<i>.safetensors` (weights, best weights, Adam state, RNG states, history). Calling again
 after an interruption continues from there and gives the same models as an uninterrupted run.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 import logging
-import os
-from dataclasses import replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +25,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..grid import Grid
 from ..io.atomic import atomic_path
-from ..io.dataset import Dataset
-from ..labels import DEFAULT_LABELS, LabelSet, float_column, label_matrix
+from ..labels import LabelSet
 from ..uncertainty import pixel_noise
 from . import checkpoint
-from .config import NetworkConfig, TrainConfig, preset as get_preset
-from .ensemble import write_bundle
+from .config import NetworkConfig, Preset, TrainConfig
 from .network import Network
 
 log = logging.getLogger(__name__)
@@ -54,57 +52,7 @@ def _write_json(path: Path, obj) -> None:
         tmp.write_text(json.dumps(obj, indent=1))
 
 
-# ----------------------------------------------------------------------------- data
-
-
-def load_training_data(sets_path, labels, echo=print):
-    """Flux, labels, CNAMEs and dataset rows of SET == 'train', without non-finite rows.
-
-    Returns (ds, flux, y, cnames, rows, n_dropped, data_sha256)."""
-    ds = Dataset(sets_path)
-    cat = ds.catalogue
-    rows = ds.rows(SET="train") if "SET" in cat.colnames else np.arange(len(ds))
-    if "SET" not in cat.colnames:
-        echo(f"{ds.path.name} has no SET column: training on all {len(rows)} rows")
-    if len(rows) == 0:
-        raise ValueError(f"{ds.path} has no rows with SET == 'train'")
-    y = label_matrix(cat[rows], labels)
-    flux = ds.read(rows)
-    ok_y = np.isfinite(y).all(1)
-    ok_f = np.isfinite(flux).all(1)
-    ok = ok_y & ok_f
-    n_drop = int((~ok).sum())
-    if n_drop:
-        echo(f"dropped {n_drop} of {len(rows)} training rows: {int((~ok_y).sum())} with non-finite labels "
-             f"{list(labels)}, {int((~ok_f).sum())} with non-finite flux")
-    rows, y, flux = rows[ok], y[ok], flux[ok]
-    cnames = np.asarray(cat["CNAME"][rows]).astype(str)
-    h = hashlib.sha256()
-    h.update(json.dumps([list(labels), cnames.tolist()]).encode())
-    h.update(np.ascontiguousarray(y, dtype="<f8").tobytes())
-    h.update(np.ascontiguousarray(flux, dtype="<f4").tobytes())
-    return ds, flux, y, cnames, rows, n_drop, h.hexdigest()
-
-
-def label_weights(table, labels, echo=print) -> np.ndarray:
-    """(N, L) weights 1/E² from the E_<LABEL> columns, normalised to mean 1 per label. Labels
-    without an error column, and stars with a missing or non-positive error (given the median
-    weight), keep the plain mean squared error's say."""
-    w = np.ones((len(table), len(labels)))
-    for j, name in enumerate(labels):
-        col = f"E_{name}"
-        if col not in table.colnames:
-            echo(f"no {col} column: {name} is not weighted")
-            continue
-        e = float_column(table, col)
-        good = np.isfinite(e) & (e > 0)
-        if not good.any():
-            echo(f"{col} has no positive finite errors: {name} is not weighted")
-            continue
-        inv = np.where(good, 1.0 / np.where(good, e, 1.0) ** 2, np.nan)
-        inv[~good] = np.median(inv[good])
-        w[:, j] = inv / inv.mean()
-    return w
+# ----------------------------------------------------------------------------- split
 
 
 def split_indices(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -197,10 +145,63 @@ def fit_epoch(net: Network, opt: torch.optim.Optimizer, x: torch.Tensor, y: torc
     return total.item() / n
 
 
-def train_run(index: int, seed: int, net_cfg: NetworkConfig, cfg: TrainConfig, data, ckpt_path: Path,
-              device: torch.device, callback=None, progress: bool = True) -> dict:
-    """Train (or resume, or just report) run `index`. Returns its final checkpoint state."""
-    x_tr, y_tr, x_te, y_te, w_tr, w_te, noise = data
+
+# ----------------------------------------------------------------------------- one run
+
+
+@dataclass
+class TrainingData:
+    """The fixed train/test split of an ensemble in network space, on the training device."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    w_train: torch.Tensor | None = None  # per-star, per-label loss weights (weight_by_errors)
+    w_test: torch.Tensor | None = None
+    noise: NoiseAugment | None = None
+
+
+@dataclass
+class RunState:
+    """What a run's checkpoint remembers between epochs (JSON in the safetensors metadata)."""
+
+    index: int
+    seed: int
+    epoch: int = 0
+    best_epoch: int = 0
+    best_test: float = float("inf")
+    bad_epochs: int = 0
+    done: bool = False
+    train_loss: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)
+    snapshots: list[int] = field(default_factory=list)
+    sched: dict | None = None  # ReduceLROnPlateau state
+    refit_alpha: list[float] | None = None  # ridge αs of the output-layer refit
+    test_before_refit: float | None = None
+
+    def to_json(self) -> dict:
+        """The checkpoint metadata: unset optional entries left out, as checkpoints always had them."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "RunState":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class RunResult:
+    """A finished run: its state, its best weights and its test-set predictions at snapshot epochs."""
+
+    state: RunState
+    best: dict[str, torch.Tensor]
+    snapshots: dict[str, torch.Tensor]
+
+
+def train_run(index: int, seed: int, net_cfg: NetworkConfig, cfg: TrainConfig, data: TrainingData,
+              ckpt_path: Path | None, device: torch.device, callback=None, progress: bool = True) -> RunResult:
+    """Train (or resume from `ckpt_path`, or just report) run `index`. Without `ckpt_path` nothing is
+    written and an interrupted run starts afresh."""
     torch.manual_seed(seed)
     net = Network(net_cfg).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate,
@@ -209,32 +210,34 @@ def train_run(index: int, seed: int, net_cfg: NetworkConfig, cfg: TrainConfig, d
     sched = (torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_factor, patience=cfg.lr_patience,
                                                         min_lr=cfg.min_lr) if cfg.lr_factor else None)
     names = [n for n, _ in net.named_parameters()]
-    st = {"index": index, "seed": seed, "epoch": 0, "best_epoch": 0, "best_test": float("inf"),
-          "bad_epochs": 0, "done": False, "train_loss": [], "test_loss": [], "snapshots": []}
+    st = RunState(index, seed)
     best = {n: p.detach().clone() for n, p in net.named_parameters()}
     snaps: dict[str, torch.Tensor] = {}
-    if ckpt_path.exists():
+    if ckpt_path is not None and ckpt_path.exists():
         tensors, saved = checkpoint.load(ckpt_path)
         if saved.get("seed") != seed:
             raise ValueError(f"{ckpt_path} belongs to a run with seed {saved.get('seed')}, not {seed}")
-        st.update(saved)
+        optim = saved.pop("optim", None)
+        st = RunState.from_json(saved)
         best = {n: tensors[f"best.{n}"].to(device) for n in names}
         snaps = {k[5:]: v for k, v in tensors.items() if k.startswith("snap.")}
-        if st["done"]:
-            return st | {"_best": best, "_snaps": snaps}
+        if st.done:
+            return RunResult(st, best, snaps)
         net.load_state_dict({n: tensors[f"model.{n}"] for n in names})
-        checkpoint.restore_optimizer(opt, tensors, st.pop("optim"))
-        if sched is not None and "sched" in st:
-            sched.load_state_dict(st["sched"])
+        checkpoint.restore_optimizer(opt, tensors, optim)
+        if sched is not None and st.sched is not None:
+            sched.load_state_dict(st.sched)
         torch.set_rng_state(tensors["rng.torch"])
         shuffle.set_state(tensors["rng.shuffle"])
         if device.type == "cuda" and "rng.cuda" in tensors:
             torch.cuda.set_rng_state(tensors["rng.cuda"])
 
     def save(final: bool):
+        if ckpt_path is None:
+            return
         tensors = {f"best.{n}": t for n, t in best.items()}
         tensors |= {f"snap.{k}": v for k, v in snaps.items()}
-        state = {k: v for k, v in st.items() if not k.startswith("_")}
+        state = st.to_json()
         if not final:  # everything needed to continue exactly where we are
             tensors |= {f"model.{n}": p for n, p in net.named_parameters()}
             ot, oinfo = checkpoint.optimizer_tensors(opt)
@@ -246,133 +249,155 @@ def train_run(index: int, seed: int, net_cfg: NetworkConfig, cfg: TrainConfig, d
             state["optim"] = oinfo
         checkpoint.save(ckpt_path, tensors, state)
 
-    bar = tqdm(total=cfg.max_epochs, initial=st["epoch"], desc=f"run {index}", unit="epoch",
+    bar = tqdm(total=cfg.max_epochs, initial=st.epoch, desc=f"run {index}", unit="epoch",
                disable=not progress, leave=False)
     net.train()
-    while not st["done"]:
-        epoch = st["epoch"] + 1
-        train_loss = fit_epoch(net, opt, x_tr, y_tr, cfg.batch_size, shuffle, w_tr, noise)
-        pred = _predict(net, x_te, cfg.eval_batch_size)
-        test = loss_fn(pred, y_te, w_te).item()
-        st["train_loss"].append(train_loss)
-        st["test_loss"].append(test)
-        st["epoch"] = epoch
+    while not st.done:
+        epoch = st.epoch + 1
+        train_loss = fit_epoch(net, opt, data.x_train, data.y_train, cfg.batch_size, shuffle, data.w_train,
+                               data.noise)
+        pred = _predict(net, data.x_test, cfg.eval_batch_size)
+        test = loss_fn(pred, data.y_test, data.w_test).item()
+        st.train_loss.append(train_loss)
+        st.test_loss.append(test)
+        st.epoch = epoch
         if sched is not None:
             sched.step(test)
-            st["sched"] = sched.state_dict()
+            st.sched = sched.state_dict()
         if epoch in cfg.snapshot_epochs:
             snaps[f"epoch_{epoch}"] = pred.cpu()
-        if test < st["best_test"] - cfg.min_delta:
-            st.update(best_test=test, best_epoch=epoch, bad_epochs=0)
+        if test < st.best_test - cfg.min_delta:
+            st.best_test, st.best_epoch, st.bad_epochs = test, epoch, 0
             best = {n_: p.detach().clone() for n_, p in net.named_parameters()}
             snaps["best"] = pred.cpu()
         else:
-            st["bad_epochs"] += 1
-        if st["bad_epochs"] >= cfg.patience or epoch >= cfg.max_epochs or not np.isfinite(test):
-            st["done"] = True
-            if cfg.refit_output and np.isfinite(st["best_test"]):
+            st.bad_epochs += 1
+        if st.bad_epochs >= cfg.patience or epoch >= cfg.max_epochs or not np.isfinite(test):
+            st.done = True
+            if cfg.refit_output and np.isfinite(st.best_test):
                 net.load_state_dict(best)
-                st["refit_alpha"] = refit_output_layer(net, x_tr, y_tr, w_tr)
+                st.refit_alpha = refit_output_layer(net, data.x_train, data.y_train, data.w_train)
                 best = {n_: p.detach().clone() for n_, p in net.named_parameters()}
-                pred = _predict(net, x_te, cfg.eval_batch_size)
-                st["test_before_refit"] = st["best_test"]
-                st["best_test"] = loss_fn(pred, y_te, w_te).item()
+                pred = _predict(net, data.x_test, cfg.eval_batch_size)
+                st.test_before_refit = st.best_test
+                st.best_test = loss_fn(pred, data.y_test, data.w_test).item()
                 snaps["best"] = pred.cpu()
-            st["snapshots"] = sorted({int(k[6:]) for k in snaps if k.startswith("epoch_")} | {st["best_epoch"]})
+            st.snapshots = sorted({int(k[6:]) for k in snaps if k.startswith("epoch_")} | {st.best_epoch})
             if "best" in snaps:
-                snaps[f"epoch_{st['best_epoch']}"] = snaps.pop("best")
-        save(final=st["done"])
+                snaps[f"epoch_{st.best_epoch}"] = snaps.pop("best")
+        save(final=st.done)
         bar.update(1)
-        bar.set_postfix(train=f"{train_loss:.4f}", test=f"{test:.4f}", best=f"{st['best_test']:.4f}")
+        bar.set_postfix(train=f"{train_loss:.4f}", test=f"{test:.4f}", best=f"{st.best_test:.4f}")
         if callback is not None:
-            callback(index, epoch, dict(st))
+            callback(index, epoch, st.to_json())
     bar.close()
-    return st | {"_best": best, "_snaps": snaps}
+    return RunResult(st, best, snaps)
 
 
 # ----------------------------------------------------------------------------- ensemble
 
 
-def train(sets_path, out_dir, labels=DEFAULT_LABELS, runs: int = 10, keep: int = 8, preset: str = "quick",
-          seed: int = 0, *, device=None, threads: int | None = None, callback=None, echo=print,
-          progress: bool = True, **train_overrides) -> Path:
-    """Train an ensemble on the SET == 'train' rows of `sets_path` and write the bundle to `out_dir`.
+@dataclass
+class TrainingRecord:
+    """How an ensemble was trained: everything its bundle records besides the weights."""
 
-    `train_overrides` change TrainConfig fields of the preset (e.g. max_epochs=5).
-    `callback(run, epoch, state)` is called after each epoch's checkpoint is on disk.
-    Re-running with the same arguments resumes; different data or settings are refused.
-    """
-    labels = tuple(labels)
-    if not 1 <= keep <= runs:
-        raise ValueError(f"--keep must be between 1 and --runs ({runs}), got {keep}")
-    p = get_preset(preset, **train_overrides)
+    preset: Preset
+    seed: int
+    labels: LabelSet
+    grid: Grid
+    network: NetworkConfig
+    results: list[RunResult]
+    kept: list[int]
+    train_idx: np.ndarray  # rows of the arrays given to fit
+    test_idx: np.ndarray
+    ids: np.ndarray  # one identifier (CNAME) per row
+    data_sha256: str
+    outside: dict[str, int]  # test stars outside the training label range, per label
+    device: str
+
+
+def data_hash(names, ids, y, flux) -> str:
+    """sha256 of the training data: a resumed or reused checkpoint must have seen exactly this."""
+    h = hashlib.sha256()
+    h.update(json.dumps([list(names), np.asarray(ids).astype(str).tolist()]).encode())
+    h.update(np.ascontiguousarray(y, dtype="<f8").tobytes())
+    h.update(np.ascontiguousarray(flux, dtype="<f4").tobytes())
+    return h.hexdigest()
+
+
+def _check_settings(path: Path, settings: dict, where) -> None:
+    """Refuse to resume a training made with other data or settings, naming each difference."""
+    if not path.exists():
+        _write_json(path, settings)
+        return
+    old = json.loads(path.read_text())
+    # settings added since that training started take their defaults (the old behaviour)
+    old["train"] = {**TrainConfig().to_dict(), **old.get("train", {})}
+    new = json.loads(json.dumps(settings))
+    if old != new:
+        diff = []
+        for k in sorted(new):
+            if isinstance(new[k], dict) and isinstance(old.get(k), dict):
+                diff += [f"{k}.{f} ({old[k].get(f)} there, {new[k].get(f)} now)"
+                         for f in sorted(new[k].keys() | old[k].keys()) if old[k].get(f) != new[k].get(f)]
+            elif old.get(k) != new[k]:
+                diff.append(k if k == "data_sha256" else f"{k} ({old.get(k)} there, {new[k]} now)")
+        raise ValueError(f"{where} holds a training with different {', '.join(diff)}; resume with the "
+                         "same settings, or use another --out (or delete that directory) to start afresh")
+    log.info("resuming the training in %s", where)
+
+
+def fit_runs(flux: np.ndarray, y: np.ndarray, names, grid: Grid, p: Preset, seed: int = 0, ids=None,
+             weights: np.ndarray | None = None, checkpoint_dir=None, callback=None, device=None,
+             progress: bool = True) -> TrainingRecord:
+    """Train `p.runs` networks that differ only in their seed on one fixed random split of (flux, y)
+    and keep the `p.keep` with the lowest test loss. With `checkpoint_dir` every epoch is
+    checkpointed there and a second call resumes (other data or settings are refused)."""
+    names = tuple(names)
+    flux = np.asarray(flux, dtype=np.float32)
+    y = np.asarray(y, dtype=float)
+    if flux.ndim != 2 or y.shape != (len(flux), len(names)):
+        raise ValueError(f"flux {flux.shape} and labels {y.shape} do not fit: expected (N, pixels) and "
+                         f"(N, {len(names)}) for the labels {list(names)}")
+    if flux.shape[1] != grid.n_pixels:
+        raise ValueError(f"flux has {flux.shape[1]} pixels but the grid {grid.names} has {grid.n_pixels}")
+    ids = np.asarray([f"{i}" for i in range(len(y))] if ids is None else ids).astype(str)
     device = pick_device(device)
-    if threads:
-        torch.set_num_threads(threads)
-    out = Path(out_dir)
-    ckpt_dir = out / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-
-    ds, flux, y, cnames, rows, n_drop, data_sha = load_training_data(sets_path, labels, echo)
-    net_cfg = replace(p.network, n_pixels=flux.shape[1], n_labels=len(labels))
+    net_cfg = replace(p.network, n_pixels=flux.shape[1], n_labels=len(names))
     cfg = p.train
     tr, te = split_indices(len(y), cfg.test_fraction, seed)
-    outside = range_check(labels, y[tr], y[te])
-    echo(f"{len(tr)} training / {len(te)} test spectra (test fraction {cfg.test_fraction:g}, seed {seed})")
+    outside = range_check(names, y[tr], y[te])
+    log.info("%d training / %d test spectra (test fraction %g, seed %d)", len(tr), len(te), cfg.test_fraction, seed)
     if any(outside.values()):
-        echo("test stars outside the training label range: "
-             + ", ".join(f"{k} {v}" for k, v in outside.items() if v))
+        log.info("test stars outside the training label range: %s",
+                 ", ".join(f"{k} {v}" for k, v in outside.items() if v))
     else:
-        echo("all test labels lie within the training ranges")
-    labelset = LabelSet.fit(labels, y[tr])
-
-    settings = {"data_sha256": data_sha, "labels": list(labels), "preset": preset, "seed": seed,
-                "network": net_cfg.to_dict(), "train": cfg.to_dict()}
-    settings_path = ckpt_dir / "settings.json"
-    if settings_path.exists():
-        old = json.loads(settings_path.read_text())
-        # settings added since that training started take their defaults (the old behaviour)
-        old["train"] = {**TrainConfig().to_dict(), **old.get("train", {})}
-        new = json.loads(json.dumps(settings))
-        if old != new:
-            diff = []
-            for k in sorted(new):
-                if isinstance(new[k], dict) and isinstance(old.get(k), dict):
-                    diff += [f"{k}.{f} ({old[k].get(f)} there, {new[k].get(f)} now)"
-                             for f in sorted(new[k].keys() | old[k].keys()) if old[k].get(f) != new[k].get(f)]
-                elif old.get(k) != new[k]:
-                    diff.append(k if k == "data_sha256" else f"{k} ({old.get(k)} there, {new[k]} now)")
-            raise ValueError(f"{out} holds a training with different {', '.join(diff)}; resume with the "
-                             "same settings, or use another --out (or delete that directory) to start afresh")
-        echo(f"resuming the training in {out}")
-    else:
-        _write_json(settings_path, settings)
+        log.info("all test labels lie within the training ranges")
+    labelset = LabelSet.fit(names, y[tr])
+    sha = data_hash(names, ids, y, flux)
+    ckpt_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+    if ckpt_dir is not None:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        _check_settings(ckpt_dir / "settings.json",
+                        {"data_sha256": sha, "labels": list(names), "preset": p.name, "seed": seed,
+                         "network": net_cfg.to_dict(), "train": cfg.to_dict()}, ckpt_dir.parent)
 
     to = lambda a: torch.as_tensor(a, dtype=torch.float32).to(device)  # noqa: E731
-    w = label_weights(ds.catalogue[rows], labels, echo) if cfg.weight_by_errors else None
-    data = (to(flux[tr]), to(labelset.to_network(y[tr])), to(flux[te]), to(labelset.to_network(y[te])),
-            None if w is None else to(w[tr]), None if w is None else to(w[te]),
-            NoiseAugment(flux[tr], list(ds.grid.slices().values()), cfg.noise_augment, device)
-            if cfg.noise_augment > 0 else None)
-    del flux
-
+    w = None if weights is None else np.asarray(weights, dtype=float)
+    data = TrainingData(to(flux[tr]), to(labelset.to_network(y[tr])), to(flux[te]), to(labelset.to_network(y[te])),
+                        None if w is None else to(w[tr]), None if w is None else to(w[te]),
+                        NoiseAugment(flux[tr], list(grid.slices().values()), cfg.noise_augment, device)
+                        if cfg.noise_augment > 0 else None)
     results = []
-    for i in range(runs):
-        st = train_run(i, run_seed(seed, i), net_cfg, cfg, data, ckpt_dir / f"run{i}.safetensors",
-                       device, callback, progress)
-        refit = (f"; {st['best_test']:.5f} after refitting the output layer" if "test_before_refit" in st else "")
-        echo(f"run {i}: {st['epoch']} epochs, best test loss {st.get('test_before_refit', st['best_test']):.5f} "
-             f"(epoch {st['best_epoch']}){refit}")
-        results.append(st)
-
-    order = sorted(range(runs), key=lambda i: results[i]["best_test"])
-    kept = sorted(order[:keep])
-    echo(f"kept runs {kept} (lowest test loss); left out {sorted(order[keep:])}")
-    split = {"train": cnames[tr].tolist(), "test": cnames[te].tolist()}
-    provenance = {"sets": str(Path(sets_path).resolve()), "sha256": data_sha, "n_train": int(len(tr)),
-                  "n_test": int(len(te)), "n_dropped_nonfinite": n_drop, "test_outside_train_range": outside,
-                  "created": _dt.datetime.now(_dt.timezone.utc).isoformat(), "device": str(device),
-                  "threads": torch.get_num_threads(), "host_cpus": os.cpu_count()}
-    return write_bundle(out, grid=ds.grid, labels=labelset, network=net_cfg, train_config=cfg,
-                        preset=preset, seed=seed, results=results, kept=kept, split=split,
-                        test_rows=rows[te], provenance=provenance)
+    for i in range(p.runs):
+        r = train_run(i, run_seed(seed, i), net_cfg, cfg, data,
+                      None if ckpt_dir is None else ckpt_dir / f"run{i}.safetensors", device, callback, progress)
+        st = r.state
+        refit = (f"; {st.best_test:.5f} after refitting the output layer" if st.test_before_refit is not None else "")
+        before = st.best_test if st.test_before_refit is None else st.test_before_refit
+        log.info("run %d: %d epochs, best test loss %.5f (epoch %d)%s", i, st.epoch, before, st.best_epoch, refit)
+        results.append(r)
+    order = sorted(range(p.runs), key=lambda i: results[i].state.best_test)
+    kept = sorted(order[: p.keep])
+    log.info("kept runs %s (lowest test loss); left out %s", kept, sorted(order[p.keep:]))
+    return TrainingRecord(p, seed, labelset, grid, net_cfg, results, kept, tr, te, ids, sha, outside, str(device))

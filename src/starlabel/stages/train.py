@@ -1,0 +1,91 @@
+"""`train`: the file-level stage around `Ensemble.fit`: read SETS.h5, fit, write the bundle.
+
+`train(SETS.h5, MODEL_DIR)` trains on the SET == 'train' rows (see `model.train` for the loop and
+`model.bundle` for the directory it writes). Checkpoints go to `MODEL_DIR/checkpoints`: running
+the same command again after an interruption resumes there; other data or settings are refused.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..io.dataset import Dataset
+from ..labels import DEFAULT_LABELS, float_column, label_matrix
+from ..model.config import preset as get_preset
+from ..model.ensemble import Ensemble
+
+log = logging.getLogger(__name__)
+
+
+def load_training_data(sets_path, labels):
+    """Flux, labels, CNAMEs and dataset rows of SET == 'train', without non-finite rows.
+
+    Returns (ds, flux, y, cnames, rows, n_dropped)."""
+    ds = Dataset(sets_path)
+    cat = ds.catalogue
+    rows = ds.rows(SET="train") if "SET" in cat.colnames else np.arange(len(ds))
+    if "SET" not in cat.colnames:
+        log.info("%s has no SET column: training on all %d rows", ds.path.name, len(rows))
+    if len(rows) == 0:
+        raise ValueError(f"{ds.path} has no rows with SET == 'train'")
+    y = label_matrix(cat[rows], labels)
+    flux = ds.read(rows)
+    ok_y = np.isfinite(y).all(1)
+    ok_f = np.isfinite(flux).all(1)
+    ok = ok_y & ok_f
+    n_drop = int((~ok).sum())
+    if n_drop:
+        log.info("dropped %d of %d training rows: %d with non-finite labels %s, %d with non-finite flux",
+                 n_drop, len(rows), int((~ok_y).sum()), list(labels), int((~ok_f).sum()))
+    rows, y, flux = rows[ok], y[ok], flux[ok]
+    cnames = np.asarray(cat["CNAME"][rows]).astype(str)
+    return ds, flux, y, cnames, rows, n_drop
+
+
+def label_weights(table, labels) -> np.ndarray:
+    """(N, L) weights 1/E² from the E_<LABEL> columns, normalised to mean 1 per label. Labels
+    without an error column, and stars with a missing or non-positive error (given the median
+    weight), keep the plain mean squared error's say."""
+    w = np.ones((len(table), len(labels)))
+    for j, name in enumerate(labels):
+        col = f"E_{name}"
+        if col not in table.colnames:
+            log.info("no %s column: %s is not weighted", col, name)
+            continue
+        e = float_column(table, col)
+        good = np.isfinite(e) & (e > 0)
+        if not good.any():
+            log.info("%s has no positive finite errors: %s is not weighted", col, name)
+            continue
+        inv = np.where(good, 1.0 / np.where(good, e, 1.0) ** 2, np.nan)
+        inv[~good] = np.median(inv[good])
+        w[:, j] = inv / inv.mean()
+    return w
+
+
+def train(sets_path, out_dir, labels=DEFAULT_LABELS, runs: int | None = None, keep: int | None = None,
+          preset: str = "quick", seed: int = 0, *, device=None, threads: int | None = None, callback=None,
+          progress: bool = True, **train_overrides) -> Path:
+    """Train an ensemble on the SET == 'train' rows of `sets_path` and write the bundle to `out_dir`.
+
+    `runs`/`keep` (default: the preset's, 10 and 8) and `train_overrides` (TrainConfig fields, e.g.
+    max_epochs=5) change the preset. `callback(run, epoch, state)` is called after each epoch's
+    checkpoint is on disk. Re-running with the same arguments resumes; different data or settings
+    are refused."""
+    labels = tuple(labels)
+    p = get_preset(preset, runs=runs, keep=keep, **train_overrides)
+    if threads:
+        torch.set_num_threads(threads)
+    out = Path(out_dir)
+    ds, flux, y, cnames, rows, n_drop = load_training_data(sets_path, labels)
+    w = label_weights(ds.catalogue[rows], labels) if p.train.weight_by_errors else None
+    ens = Ensemble.fit(flux, y, names=labels, grid=ds.grid, config=p, seed=seed, ids=cnames, weights=w,
+                       checkpoint_dir=out / "checkpoints", callback=callback, device=device, progress=progress)
+    del flux
+    test_rows = rows[ens.record.test_idx]
+    return ens.save(out, test_rows=test_rows,
+                    provenance={"sets": str(Path(sets_path).resolve()), "n_dropped_nonfinite": n_drop})
