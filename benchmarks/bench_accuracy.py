@@ -24,10 +24,10 @@ import numpy as np
 from astropy.table import Table
 
 from starlabel.demo import CARRY, NOISE_DRAWS, baseline_metrics, baseline_predictions, format_summary, summary_table
-from starlabel.evaluate.metrics import (bias_scatter, join_run, metrics_table, precision_vs_snr, read_map_flags,
-                                       read_split)
+from starlabel.evaluation.metrics import bias_scatter, join_run, metrics_table, precision_vs_snr, read_map_flags
 from starlabel.io.dataset import Dataset
-from starlabel.predict import predict
+from starlabel.model.bundle import Bundle
+from starlabel.stages.predict import predict
 
 
 def main(argv=None):
@@ -47,7 +47,7 @@ def main(argv=None):
                 noise_draws=NOISE_DRAWS)
         print(f"predict: {time.perf_counter() - t:.1f} s")
     sets = Dataset(run / "sets.h5")
-    joined = join_run(sets.catalogue, Table.read(labels_path), read_split(model),
+    joined = join_run(sets.catalogue, Table.read(labels_path), Bundle(model).split(),
                       read_map_flags(run / "map.h5"), Table.read(run / "survey" / "truth.fits"))
     labels = joined.meta["labels"]
     base_pred = baseline_predictions(run / "sets.h5", model, labels)

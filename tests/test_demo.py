@@ -2,11 +2,13 @@
 
 import json
 
+import pytest
 from astropy.table import Table
 
 from starlabel.cli import main
 
 
+@pytest.mark.slow
 def test_demo_tiny(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["demo", "--out", str(out), "--n-stars", "300", "--runs", "2", "--keep", "1",

@@ -1,12 +1,14 @@
 """A small survey through the first stages: synth 200 stars → prepare → select."""
 
 import numpy as np
+import pytest
 from astropy.table import Table
 
 from starlabel.cli import main
 from starlabel.io.dataset import Dataset
 
 
+@pytest.mark.slow
 def test_synth_prepare_select(tmp_path, capsys):
     survey = tmp_path / "survey"
     assert main(["synth", "survey", "--out", str(survey), "--n-stars", "200", "--seed", "3",

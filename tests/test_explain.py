@@ -9,9 +9,10 @@ import pytest
 import torch
 from astropy.table import Table
 
-from starlabel.explain import (GradientMaps, find_gradient_peaks, gradient_correlation, gradient_maps,
+from starlabel.stages.explain import (GradientMaps, find_gradient_peaks, gradient_correlation, gradient_maps,
                                identify_lines, label_element, match_lines)
 from starlabel.model.network import per_spectrum_gradients
+from toys import write_manifest
 from starlabel.grid import Grid, Setup
 from starlabel.labels import LabelSet
 
@@ -119,7 +120,7 @@ def test_identify_lines_and_save_load(tmp_path):
     al = maps.lines[maps.lines["label"] == "AL_FE"]
     assert al["species"][0] == "Al I" and abs(al["line_wavelength"][0] - 8773.90) < 1e-6
     assert al["signed"][0] < 0
-    from starlabel.explain import expected_line_check
+    from starlabel.stages.explain import expected_line_check
 
     check = expected_line_check(maps.lines)
     assert list(check["label"]) == ["MG_FE", "MG_FE", "AL_FE"] and np.all(check["ok"])
@@ -141,7 +142,7 @@ def test_gradient_correlation():
 
 
 def test_figures_write_png(tmp_path):
-    from starlabel.evaluate.figures import correlated_gradients_figure, gradient_figure
+    from starlabel.plots.gradients import correlated_gradients_figure, gradient_figure
 
     maps = _maps_with_planted_peaks()
     assert gradient_figure(maps, tmp_path / "g.png").stat().st_size > 1000
@@ -162,6 +163,7 @@ def fake_bundle(tmp_path, monkeypatch):
     model = tmp_path / "model"
     model.mkdir()
     (model / "split.json").write_text(json.dumps({"train": list(cat["CNAME"][:12]), "test": list(cat["CNAME"][12:20])}))
+    write_manifest(model, ("MG_FE", "AL_FE"), GRID)
 
     class FakeEnsemble:
         def __init__(self):
@@ -183,7 +185,7 @@ def fake_bundle(tmp_path, monkeypatch):
 
 
 def test_explain_stage(fake_bundle, tmp_path):
-    from starlabel.explain import explain
+    from starlabel.stages.explain import explain
 
     sets, model = fake_bundle
     lines = Table({"SPECIES": ["Mg I"], "ELEMENT": ["Mg"], "ION": [1], "WAVELENGTH": [8736.02]})
@@ -198,7 +200,7 @@ def test_explain_stage(fake_bundle, tmp_path):
 
 
 def test_label_correlation_experiment(fake_bundle, tmp_path):
-    from starlabel.explain import label_correlation_experiment
+    from starlabel.stages.explain import label_correlation_experiment
 
     sets, model = fake_bundle
     t = label_correlation_experiment(model, model, sets, tmp_path / "corr", n_max=4, progress=False)

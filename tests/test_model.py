@@ -11,20 +11,17 @@ from starlabel.model.config import NetworkConfig, preset
 from starlabel.model.ensemble import BundleError, Ensemble
 from starlabel.model.network import Network
 from starlabel.stages.train import train
-from test_model_toy import LABELS, TOY_GRID, make_sets, toy_spectra
-
-FAST = dict(labels=LABELS, preset="quick", progress=False, max_epochs=8, patience=3,
-            batch_size=16, learning_rate=5e-3)
+from toys import FAST, LABELS, TOY_GRID, make_sets, toy_spectra
 
 
-@pytest.fixture(scope="module")
-def sets(tmp_path_factory):
-    return make_sets(tmp_path_factory.mktemp("toy") / "SETS.h5", n=300)
+@pytest.fixture
+def sets(toy_sets):
+    return toy_sets
 
 
-@pytest.fixture(scope="module")
-def bundle(sets, tmp_path_factory):
-    return train(sets, tmp_path_factory.mktemp("model") / "bundle", runs=3, keep=2, seed=1, **FAST)
+@pytest.fixture
+def bundle(toy_bundle):
+    return toy_bundle
 
 
 @pytest.mark.parametrize("cfg", [NetworkConfig(), NetworkConfig(n_pixels=601, filters=(3, 5), kernel=7, pool=3,
@@ -70,6 +67,7 @@ def test_inference_path_equals_training_forward(cfg):
         opt.step()
 
 
+@pytest.mark.slow
 def test_compiled_first_block_matches_eager():
     """`compile_first_block` (torch.compile) gives the eager numbers to float rounding, on full
     batches only; if the compiler is unavailable it reports False and the eager path stays."""
@@ -178,6 +176,7 @@ class Interrupt(Exception):
 
 
 @pytest.mark.parametrize("noise_augment", [0.0, 1.0])
+@pytest.mark.slow
 def test_interrupted_training_resumes_to_the_same_models(sets, tmp_path, noise_augment):
     args = dict(runs=2, keep=1, seed=3, noise_augment=noise_augment, **FAST)
     whole = train(sets, tmp_path / "whole", **args)
@@ -238,6 +237,7 @@ def test_label_weights_follow_catalogue_errors(caplog):
     assert loss_fn(pred, y, torch.tensor([[2.0, 0.5]])).item() == pytest.approx((2 * 1 + 0.5 * 4) / 2)
 
 
+@pytest.mark.slow
 def test_weighted_training_down_weights_noisy_labels(tmp_path):
     """Half the stars carry labels with 10× the error (and say so in E_FE_H): weighting by 1/E²
     lets the precise half set the fit, so the network lands closer to the true labels."""
@@ -305,7 +305,7 @@ def test_output_layer_refit_undoes_dropout_shrinkage(sets, tmp_path):
     assert len(run["refit_alpha"]) == len(LABELS)
     ens = Ensemble.load(out)
     split = json.loads((out / "split.json").read_text())
-    from starlabel.evaluate.metrics import index_of
+    from starlabel.io.tables import index_of
     from starlabel.io.dataset import Dataset
 
     ds = Dataset(sets)

@@ -7,25 +7,20 @@ from astropy.table import Table
 from starlabel.cli import main
 from starlabel.grid import Grid
 from starlabel.model.ensemble import BundleError, Ensemble
-from starlabel.predict import predict
-from test_model_toy import LABELS, make_sets
+from starlabel.stages.predict import predict
+from toys import LABELS, make_sets
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pm")
-    sets = make_sets(d / "SETS.h5", n=200)
-    code = main(["train", str(sets), "--out", str(d / "model"), "--runs", "2", "--keep", "2",
-                 "--labels", ",".join(LABELS), "--max-epochs", "3", "--seed", "4"])
-    assert code == 0
-    return d / "model"
+@pytest.fixture
+def model(toy_bundle):
+    return toy_bundle
 
 
 def test_predict_labels_all_but_the_broken_spectrum(model, tmp_path):
     data = make_sets(tmp_path / "obs.h5", n=50, seed=9, nan_rows=(7,), n_observed=50)
     with pytest.warns(UserWarning, match="TOY00007"):
         out = predict(model, data, tmp_path / "labels.fits", carry=["SNR", "SET"], chunk=16,
-                      progress=False, echo=lambda *a: None)
+                      progress=False)
     t = Table.read(out, mask_invalid=False)
     assert len(t) == 50 and t.colnames[:3] == ["CNAME", "SNR", "SET"]
     for n in LABELS:
@@ -57,22 +52,22 @@ def test_predict_cli_and_clear_errors(model, tmp_path, capsys):
     assert not (tmp_path / "y.fits").exists()
 
 
+@pytest.mark.slow
 def test_predict_attaches_map_flags(model, tmp_path):
-    from starlabel.similarity import SimilarityMap, map_spectra
+    from starlabel.similarity import SimilarityMap
+    from starlabel.stages.map import map as map_spectra
     from starlabel.io.dataset import Dataset, write_dataset
 
     sets = make_sets(tmp_path / "sets.h5", n=160, seed=3, n_observed=60)
-    map_spectra(sets, tmp_path / "map.h5", seed=0, echo=lambda *a: None)
+    map_spectra(sets, tmp_path / "map.h5", seed=0)
     m = SimilarityMap.load(tmp_path / "map.h5")
     # a night's new spectra: renamed copies of map spectra, so they must be placed, not looked up
     ds = Dataset(sets)
     cat = ds.catalogue[:40].copy()
     cat["CNAME"] = [f"NEW{i:05d}" for i in range(40)]
     new = write_dataset(tmp_path / "new.h5", ds.grid, ds.read(np.arange(40)), np.zeros((40, ds.n_pixels), "u1"), cat)
-    on_map = predict(model, sets, tmp_path / "a.fits", map_path=tmp_path / "map.h5", progress=False,
-                     echo=lambda *a: None)
-    placed = predict(model, new, tmp_path / "b.fits", map_path=tmp_path / "map.h5", progress=False,
-                     echo=lambda *a: None)
+    on_map = predict(model, sets, tmp_path / "a.fits", map_path=tmp_path / "map.h5", progress=False)
+    placed = predict(model, new, tmp_path / "b.fits", map_path=tmp_path / "map.h5", progress=False)
     a, b = Table.read(on_map), Table.read(placed)
     assert list(a["INNER"]) == list(np.asarray(m.table["INNER"], bool))
     assert list(a["OUTLIER"]) == list(np.asarray(m.table["OUTLIER"], bool))

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from starlabel.report.html import render, report
-from test_evaluate import evaluated_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -28,9 +27,9 @@ document.body.appendChild(d)});
 
 
 @pytest.fixture
-def run_dir(tmp_path_factory):
+def run_dir(evaluated):
     """The evaluated fake run plus explain and map-figure outputs."""
-    run, _ = evaluated_run(tmp_path_factory)
+    run, _ = evaluated
     ex = run / "explain"
     ex.mkdir(exist_ok=True)
     shutil.copy(run / "eval" / "loss_curves.png", ex / "gradients.png")
@@ -50,6 +49,7 @@ def _chromium(args, tmp_path, timeout=90):
     return subprocess.run(base + args, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_page_is_self_contained(run_dir, tmp_path):
     out = report(run_dir, tmp_path / "report.html")
     page = out.read_text()
@@ -74,6 +74,7 @@ def test_missing_run_dir_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium; CI installs it)")
+@pytest.mark.slow
 def test_report_renders_in_chromium(run_dir, tmp_path):
     from matplotlib.image import imread
 

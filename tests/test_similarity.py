@@ -5,7 +5,8 @@ import pytest
 from astropy.table import Table
 from scipy.spatial import cKDTree
 
-from starlabel.similarity import MapSettings, SimilarityMap, evaluate_inner_outer, outlier_cnames
+from starlabel.similarity import MapSettings, SimilarityMap
+from starlabel.stages.map import evaluate_inner_outer, outlier_cnames
 
 N_PIX = 1200
 FAST = dict(n_iter=250, n_jobs=1)
@@ -131,6 +132,7 @@ def test_save_load_roundtrip_and_outlier_cnames(tmp_path, two_groups):
         SimilarityMap.load(tmp_path / "nope.h5")
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_and_evaluation(tmp_path):
     from starlabel.cli import main
     from starlabel.grid import Grid, Setup

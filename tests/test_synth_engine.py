@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from starlabel.synth import engine
-from starlabel.synth.linelist import read_linelist
+from starlabel.io.linelist import read_linelist
 from starlabel.synth.survey import native_wavelength, render_star
 
 HR21 = native_wavelength("HR21")

@@ -58,7 +58,7 @@ def test_noise_sigma_matches_linear_error_propagation():
 
 def test_predict_writes_noise_and_total_uncertainty(tmp_path):
     from starlabel.cli import main
-    from test_model_toy import LABELS, make_sets
+    from toys import LABELS, make_sets
 
     sets = make_sets(tmp_path / "SETS.h5", n=120)
     assert main(["train", str(sets), "--out", str(tmp_path / "model"), "--runs", "2", "--keep", "2",

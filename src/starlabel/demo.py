@@ -51,12 +51,12 @@ def _step(name: str, path: Path, echo) -> bool:
 def baseline_predictions(sets_path, model_dir, labels, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """PCA + ridge fitted on exactly the ensemble's training split: (test rows of SETS.h5, (N, L) labels)."""
     from .baseline import fit_pca_ridge, predict_pca_ridge
-    from .evaluate.metrics import read_split
+    from .model.bundle import Bundle
     from .io.dataset import Dataset
     from .labels import label_matrix
 
     ds = Dataset(sets_path)
-    split = read_split(model_dir)
+    split = Bundle(model_dir).split()
     cname = np.asarray(ds.catalogue["CNAME"]).astype(str)
     train_rows = np.flatnonzero(np.isin(cname, split["train"]))
     test_rows = np.flatnonzero(np.isin(cname, split["test"]))
@@ -69,7 +69,8 @@ def baseline_predictions(sets_path, model_dir, labels, seed: int = 0) -> tuple[n
 def baseline_metrics(sets_path, model_dir, truth_path, labels, seed: int = 0, predictions=None) -> Table:
     """Bias and scatter of the PCA + ridge baseline on the ensemble's test set
     (`predictions`: the output of `baseline_predictions`, if already computed)."""
-    from .evaluate.metrics import bias_scatter, index_of
+    from .evaluation.metrics import bias_scatter
+    from .io.tables import index_of
     from .io.dataset import Dataset
     from .labels import label_matrix
 
@@ -130,18 +131,19 @@ def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | No
          runs: int | None = None, keep: int | None = None, workers: int = 2, max_epochs: int | None = None,
          echo=print) -> Path:
     """Run the pipeline into `out`; returns the path of the HTML report."""
-    from .evaluate import evaluate
-    from .evaluate.metrics import join_run, metrics_table, read_map_flags, read_split
-    from .explain import explain
+    from .stages.evaluate import evaluate
+    from .evaluation.metrics import join_run, metrics_table, read_map_flags
+    from .model.bundle import Bundle
+    from .stages.explain import explain
     from .io.dataset import Dataset
     from .labels import DEFAULT_LABELS
     from .stages.train import train
-    from .predict import predict
+    from .stages.predict import predict
     from .prepare import PrepareSettings, prepare
     from .report.html import report
-    from .report.map_figures import write_map_figures
+    from .plots.maps import write_map_figures
     from .select import select
-    from .similarity import map_spectra, outlier_cnames
+    from .stages.map import map as map_spectra, outlier_cnames
     from .synth.survey import make_survey
 
     if preset not in DEMO_PRESETS:
@@ -167,7 +169,7 @@ def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | No
     if _step("select (training candidates)", out / "candidates.h5", echo):
         select(out / "dataset.h5", out / "candidates.h5", echo=echo)
     if _step("similarity map", out / "map.h5", echo):
-        m = map_spectra(out / "candidates.h5", out / "map.h5", seed=seed, echo=echo)
+        m = map_spectra(out / "candidates.h5", out / "map.h5", seed=seed)
         cand = Dataset(out / "candidates.h5")
         write_map_figures(m, out / "map_figures", "map", read=cand.read, wavelength=cand.wavelength)
     lap("map")
@@ -180,12 +182,12 @@ def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | No
               **({"max_epochs": max_epochs} if max_epochs else {}))
     lap("train")
     if _step("predict", out / "labels.fits", echo):
-        predict(out / "model", out / "sets.h5", out / "labels.fits", carry=CARRY, echo=echo,
+        predict(out / "model", out / "sets.h5", out / "labels.fits", carry=CARRY,
                 map_path=out / "map.h5", noise_draws=NOISE_DRAWS, seed=seed)
     lap("predict")
     if _step("evaluate", out / "eval" / "index.json", echo):
         evaluate(out / "model", out / "sets.h5", out / "labels.fits", out / "eval", map_path=out / "map.h5",
-                 truth_path=survey / "truth.fits", echo=echo)
+                 truth_path=survey / "truth.fits")
     lap("evaluate")
     if _step("explain", out / "explain" / "explain.h5", echo):
         explain(out / "model", out / "sets.h5", out / "explain" / "explain.h5", which="test",
@@ -193,7 +195,7 @@ def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | No
     lap("explain")
 
     joined = join_run(Dataset(out / "sets.h5").catalogue,
-                      Table.read(out / "labels.fits"), read_split(out / "model"),
+                      Table.read(out / "labels.fits"), Bundle(out / "model").split(),
                       read_map_flags(out / "map.h5"), Table.read(survey / "truth.fits"))
     baseline = baseline_metrics(out / "sets.h5", out / "model", survey / "truth.fits", DEFAULT_LABELS, seed)
     summary = summary_table(metrics_table(joined), baseline)

@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Stellar labels from survey spectra with an ensemble of CNNs (Ambrosch et al. 2023).",
     )
     parser.add_argument("--version", action="version", version=f"starlabel {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debugging detail")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also print debugging detail")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only")
     sub = parser.add_subparsers(dest="verb", metavar="<verb>")
     for verb in VERBS:
         try:
@@ -36,11 +37,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Console(logging.Formatter):
+    """Plain lines for information, 'warning: …' and 'error: …' for the rest."""
+
+    def format(self, record):
+        text = super().format(record)
+        return text if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {text}"
+
+
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever sys.stdout is now (so redirection and test capture see the messages)."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def configure_logging(level: int) -> None:
+    """The stages report through `logging`; the command prints their messages on stdout."""
+    logger = logging.getLogger("starlabel")
+    for h in [h for h in logger.handlers if isinstance(h, _StdoutHandler)]:
+        logger.removeHandler(h)
+    handler = _StdoutHandler()
+    handler.setFormatter(_Console("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     if not getattr(args, "func", None):
         parser.print_help()
         return 1

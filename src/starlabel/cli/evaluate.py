@@ -14,7 +14,7 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..evaluate import evaluate
+    from ..stages.evaluate import evaluate
 
     index = evaluate(args.model_dir, args.sets, args.labels, args.out, map_path=args.map, truth_path=args.truth)
     print(f"wrote {len(index)} files to {args.out}")

@@ -25,7 +25,7 @@ def add_parser(sub):
 def run(args):
     from pathlib import Path
 
-    from ..explain import explain, format_correlation, label_correlation_experiment
+    from ..stages.explain import explain, format_correlation, label_correlation_experiment
 
     maps = explain(args.model_dir, args.sets, args.out, which=args.which, n_max=args.n_max, chunk=args.chunk,
                    seed=args.seed, n_peaks=args.peaks, tolerance=args.tolerance)
@@ -36,7 +36,7 @@ def run(args):
         top = maps.lines[maps.lines["label"] == name][:3]
         desc = ", ".join(f"{r['peak_wavelength']:.2f} Å ({r['species'] or '?'})" for r in top)
         print(f"  {name:<7} {desc}")
-    from ..explain import expected_line_check
+    from ..stages.explain import expected_line_check
 
     for r in expected_line_check(maps.lines):
         print(f"  {r['label']} peak #{r['rank']} at {r['peak_wavelength']:.2f} Å: {r['distance']:+.2f} Å from the "

@@ -26,7 +26,8 @@ def add_parser(sub):
 def run(args):
     from pathlib import Path
 
-    from ..similarity import MapSettings, map_spectra
+    from ..similarity import MapSettings
+    from ..stages.map import map as map_spectra
 
     settings = MapSettings(perplexity=args.perplexity, seed=args.seed, inner_distance=args.inner_distance,
                            inner_factor=args.inner_factor, outlier_z=args.outlier_z, residual_z=args.residual_z,
@@ -36,7 +37,7 @@ def run(args):
     print(f"wrote {out} and {out.with_name(out.stem + '_outliers.csv')}")
     if not args.no_figures:
         from ..io.dataset import Dataset
-        from ..report.map_figures import write_map_figures
+        from ..plots.maps import write_map_figures
 
         ds = Dataset(args.sets)
         paths = write_map_figures(m, args.figures or out.parent, out.stem, ds.read, ds.wavelength)

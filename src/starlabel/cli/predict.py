@@ -20,7 +20,7 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..predict import predict
+    from ..stages.predict import predict
 
     carry = [c.strip() for c in args.carry.split(",") if c.strip()]
     path = predict(args.model, args.dataset, args.out, carry=carry, chunk=args.chunk, map_path=args.map,

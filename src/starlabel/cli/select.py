@@ -29,7 +29,7 @@ def run(args):
                        observed_min_snr=args.observed_min_snr)
     exclude = ()
     if args.exclude_outliers:
-        from ..similarity import outlier_cnames
+        from ..stages.map import outlier_cnames
 
         exclude = outlier_cnames(args.exclude_outliers)
     path, _ = select(args.dataset, args.out, cuts, exclude_cnames=exclude)

@@ -132,9 +132,6 @@ class Bundle:
             raise BundleError(f"{mpath} has no {', '.join(repr(k) for k in missing)} entry: the manifest "
                               "was edited or damaged; refusing the bundle")
         self.manifest = m
-        for name in self.weight_files:
-            if name not in m["files"]:
-                raise BundleError(f"{mpath} lists no checksum for {name}")
         try:
             self.labels, self.grid, self.network
         except (KeyError, TypeError, ValueError) as e:
@@ -202,6 +199,9 @@ class Bundle:
 
     def verify(self) -> "Bundle":
         """Every listed file present and unchanged, every weight file bound to this manifest."""
+        for name in self.weight_files:
+            if name not in self.manifest["files"]:
+                raise BundleError(f"{self.path / 'manifest.json'} lists no checksum for {name}")
         for name, digest in self.manifest["files"].items():
             f = self.path / name
             if not f.exists():

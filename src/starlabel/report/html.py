@@ -11,7 +11,7 @@ and the page says which ones are missing and which command makes them):
       dataset.h5                 `starlabel prepare`        (attrs: settings, version, created)
       sets.h5                    `starlabel select`
       map.h5, map_outliers.csv   `starlabel map`
-      map_figures/*.png          `report.map_figures.write_map_figures` (Figs. 1, 4; PNGs whose
+      map_figures/*.png          `plots.maps.write_map_figures` (Figs. 1, 4; PNGs whose
                                  name contains 'outlier' or 'thumb' are shown as outlier sheets)
       outliers/*.png             optional single-spectrum thumbnails, shown as a grid
       model/                     `starlabel train` (manifest.json, history.json, ...)
@@ -140,7 +140,12 @@ def section_provenance(run: Path) -> str:
     parts = []
     man_path = run / "model" / "manifest.json"
     if man_path.exists():
-        man = json.loads(man_path.read_text())
+        from ..model.bundle import Bundle, BundleError
+
+        try:
+            man = Bundle(man_path.parent).manifest
+        except BundleError as e:
+            return missing("a readable model/manifest.json", str(e))
         runs = man.get("runs", [])
         parts.append("<h3>Model bundle (model/manifest.json)</h3>")
         parts.append(dict_table({k: v for k, v in man.items() if k not in ("runs", "grid")}))

@@ -107,7 +107,7 @@ def macroturbulence(teff, logg):
 @lru_cache(maxsize=1)
 def line_data():
     """The shipped line list as plain arrays (cached; species outside ELEMENTS are dropped)."""
-    from .linelist import read_linelist
+    from ..io.linelist import read_linelist
 
     return line_arrays(read_linelist())
 

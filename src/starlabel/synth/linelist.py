@@ -1,22 +1,17 @@
-"""The atomic line list shipped with starlabel (HR10 and HR21 windows).
-
-`read_linelist()` returns the packaged table (src/starlabel/synth/data/linelist.ecsv): real lines
-from linemake (Placco et al. 2021) with van der Waals / radiative damping from VALD
-(Ryabchikova et al. 2015) where VALD has them, keeping the few hundred lines per window that
-are strongest in a set of reference FGK stars. The explain stage uses it for line identification.
-
-`derive_linelist(shared_data_dir)` rebuilds that file from the raw lists (developer use only;
-users never need the raw data).
+"""Rebuild the line list shipped with starlabel (`starlabel.io.linelist.read_linelist`) from the raw
+lists in ../shared/data/linelists: `derive_linelist(shared_data_dir)` (developer use only; users never
+need the raw data). It ranks lines by their strength in the mock engine's reference stars.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 from astropy.table import Table
+
+from ..io.linelist import read_moog, read_turbospectrum
+from . import engine
 
 Z_TO_ELEMENT = {11: "Na", 12: "Mg", 13: "Al", 14: "Si", 20: "Ca", 21: "Sc", 22: "Ti", 23: "V",
                 24: "Cr", 25: "Mn", 26: "Fe", 27: "Co", 28: "Ni"}
@@ -30,60 +25,10 @@ DEFAULT_LOG_GAMMA6 = {1: -7.60, 2: -7.90}  # Unsöld-like fallback when VALD has
 DEFAULT_LOG_GAMMA_RAD = 8.0
 
 
-@lru_cache(maxsize=1)
-def _cached() -> Table:
-    path = resources.files("starlabel.synth") / "data" / "linelist.ecsv"
-    with resources.as_file(path) as p:
-        return Table.read(p, format="ascii.ecsv")
-
-
-def read_linelist() -> Table:
-    """SPECIES ('Mg I'), ELEMENT, ION (1 neutral, 2 singly ionised), WAVELENGTH (air Å), EP (eV),
-    LOGGF, LOG_GAMMA6 (log van der Waals width per H atom at 10⁴ K, cm³/s), LOG_GAMMA_RAD (log s⁻¹),
-    SETUP (HR10/HR21). Sorted by wavelength. Returns a copy, safe to modify."""
-    return _cached().copy()
-
-
-def _read_moog(path: Path) -> Table:
-    rows = []
-    for line in Path(path).read_text().splitlines():
-        parts = line.split()
-        if len(parts) < 4:
-            continue
-        try:
-            vals = [float(x) for x in parts[:5]]
-        except ValueError:
-            continue
-        rows.append(vals[:4] + [vals[4] if len(vals) > 4 else 0.0])
-    a = np.array(rows)
-    return Table({"wave": a[:, 0], "code": a[:, 1], "ep": a[:, 2], "loggf": a[:, 3], "damp": a[:, 4]})
-
-
-def _read_turbospectrum(path: Path) -> list[tuple]:
-    """(element, ion, wave, ep, log_gamma6 or nan, gamma_rad) for atomic species we know."""
-    out, species = [], None
-    lines = Path(path).read_text().splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith("'"):
-            if i + 1 < len(lines) and lines[i + 1].startswith("'"):
-                continue  # the code line; the name line follows
-            name = line.strip("' ").split()
-            species = (name[0], len(name[1])) if len(name) == 2 and name[1] in ("I", "II") else None
-            continue
-        if species is None:
-            continue
-        p = line.split()
-        w, ep, vdw, grad = float(p[0]), float(p[1]), float(p[3]), float(p[5])
-        out.append((species[0], species[1], w, ep, vdw if vdw < 0 else np.nan, grad))
-    return out
-
-
 def derive_linelist(shared_data: str | Path, out: str | Path | None = None, per_window: int = 350) -> Table:
     """Build the packaged line list from ../shared/data/linelists (developer helper)."""
-    from . import engine
-
     d = Path(shared_data) / "linelists"
-    raw = Table(np.concatenate([np.asarray(_read_moog(d / f)) for f in
+    raw = Table(np.concatenate([np.asarray(read_moog(d / f)) for f in
                                 ("linemake_atomic_5000-8000A.moog", "linemake_atomic_8000-11000A.moog")]))
     z = np.floor(raw["code"]).astype(int)
     ion = np.round((raw["code"] - z) * 10).astype(int) + 1
@@ -105,9 +50,9 @@ def derive_linelist(shared_data: str | Path, out: str | Path | None = None, per_
     vald = []
     for f in ("vald_8300-8800A.turbospectrum", "vald_8800-9300A.turbospectrum"):
         if (d / f).exists():
-            vald += _read_turbospectrum(d / f)
+            vald += read_turbospectrum(d / f)
     for f in sorted((d / "vald_3800-7400A_by_element_moog").glob("vald_*")):
-        m = _read_moog(f)
+        m = read_moog(f)
         sel = (m["wave"] > 5300) & (m["wave"] < 5650) & (m["damp"] < 0)
         for r in m[sel]:
             zz = int(r["code"])

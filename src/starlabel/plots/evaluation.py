@@ -1,65 +1,14 @@
-"""The paper's figures (3, 6–12) as PNG files; each function takes plain arrays/tables and a path.
-
-Matplotlib runs on the Agg backend (no display needed); every file is written
-atomically so a report never embeds a half-written image.
-"""
+"""The paper's diagnostic figures (3, 6–10) as PNG files; each function takes plain arrays/tables and a path."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ..io.atomic import atomic_path  # noqa: E402
-from ..labels import PRETTY, UNITS  # noqa: E402
-from .metrics import SUBSET_TITLES, bias_scatter, snr_bins  # noqa: E402
-
-GROUP_COLOURS = {"inner_snr_ge30": "#7fc8f8", "inner_snr_lt30": "#1f4e96", "outer": "#d62728",
-                 "observed": "#555555", "train": "#2ca02c", "test": "#ff7f0e"}
-LINE_COLOURS = {"Mg": "#1f77b4", "Al": "#d62728", "Fe": "#7f7f7f", "Ca": "#2ca02c", "Ni": "#9467bd",
-                "Cr": "#ff7f0e", "Si": "#8c564b", "Ti": "#e377c2"}
-
-
-def pretty(name: str) -> str:
-    return PRETTY.get(name, name)
-
-
-def axis_label(name: str) -> str:
-    unit = UNITS.get(name)
-    return f"{pretty(name)} [{unit}]" if unit and unit != "dex" else pretty(name)
-
-
-DPI = 110  # tests lower it: drawing dominates their run time
-
-
-def save(fig, path, dpi=None) -> Path:
-    """Write `fig` as PNG atomically and close it; bbox_inches='tight' stands in for tight_layout
-    (one layout pass instead of two: figures are a large part of evaluate's run time)."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi or DPI, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-def _no_data(ax, text="no data"):
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="grey")
-
-
-def _density(ax, x, y, bins=60, extent=None):
-    """2-D histogram with a linear colour scale (brighter = denser, as in the paper)."""
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 2:
-        _no_data(ax)
-        return
-    ax.hist2d(x[ok], y[ok], bins=bins, range=extent, cmap="viridis", cmin=1)
-
-
-# ---------------------------------------------------------------- Figs. 8 and 9
+from ..evaluation.metrics import SUBSET_TITLES, bias_scatter, snr_bins
+from .common import GROUP_COLOURS, axis_label, density, no_data, pretty, save, subplots
 
 def one_to_one(columns: dict, labels, out, limits=None, reference_name="catalogue") -> Path:
     """Rows = labels, columns = subsets; each panel CNN vs reference with bias and scatter.
@@ -68,7 +17,7 @@ def one_to_one(columns: dict, labels, out, limits=None, reference_name="catalogu
     training `limits` {label: (lo, hi)} are shaded (paper Fig. 9).
     """
     cols = list(columns)
-    fig, axes = plt.subplots(len(labels), max(len(cols), 1), figsize=(3.2 * max(len(cols), 1), 2.9 * len(labels)),
+    fig, axes = subplots(len(labels), max(len(cols), 1), figsize=(3.2 * max(len(cols), 1), 2.9 * len(labels)),
                              squeeze=False)
     for li, name in enumerate(labels):
         both = [np.concatenate([np.asarray(columns[c][k])[:, li] for c in cols]) for k in (0, 1)] if cols else []
@@ -80,7 +29,7 @@ def one_to_one(columns: dict, labels, out, limits=None, reference_name="catalogu
         for ci, c in enumerate(cols):
             ax = axes[li, ci]
             ref, pred = np.asarray(columns[c][0])[:, li], np.asarray(columns[c][1])[:, li]
-            _density(ax, ref, pred, extent=[[lo, hi], [lo, hi]])
+            density(ax, ref, pred, extent=[[lo, hi], [lo, hi]])
             ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
             if limits and name in limits and np.all(np.isfinite(limits[name])):
                 a, b = limits[name]
@@ -96,7 +45,7 @@ def one_to_one(columns: dict, labels, out, limits=None, reference_name="catalogu
             ax.set_xlabel(f"{axis_label(name)} ({reference_name})", fontsize=8)
             ax.set_ylabel(f"{axis_label(name)} (CNN)", fontsize=8)
     if not cols:
-        _no_data(axes[0, 0], "no subsets")
+        no_data(axes[0, 0], "no subsets")
     fig.subplots_adjust(wspace=0.35, hspace=0.45)
     return save(fig, out)
 
@@ -106,7 +55,7 @@ def one_to_one(columns: dict, labels, out, limits=None, reference_name="catalogu
 def kiel_evolution(panels: dict, out, feh_range=None) -> Path:
     """Kiel diagrams side by side; `panels` maps a title to (teff, logg, feh) arrays (paper Fig. 6)."""
     n = max(len(panels), 1)
-    fig, axes = plt.subplots(1, n, figsize=(3.3 * n, 3.4), squeeze=False, sharex=True, sharey=True)
+    fig, axes = subplots(1, n, figsize=(3.3 * n, 3.4), squeeze=False, sharex=True, sharey=True)
     feh_all = np.concatenate([np.asarray(v[2], float) for v in panels.values()]) if panels else np.array([])
     feh_all = feh_all[np.isfinite(feh_all)]
     vmin, vmax = feh_range or ((np.percentile(feh_all, [1, 99])) if len(feh_all) else (-1, 0.5))
@@ -119,7 +68,7 @@ def kiel_evolution(panels: dict, out, feh_range=None) -> Path:
         axes[0, 0].invert_xaxis()
         axes[0, 0].invert_yaxis()
     else:
-        _no_data(axes[0, 0])
+        no_data(axes[0, 0])
     axes[0, 0].set_ylabel(axis_label("LOGG"))
     if sc is not None:
         fig.colorbar(sc, ax=axes[0, :].tolist(), label="[Fe/H]", shrink=0.9)
@@ -130,8 +79,8 @@ def kiel_evolution(panels: dict, out, feh_range=None) -> Path:
 
 def loss_curves(history: dict, out, kept=None) -> Path:
     """Training (solid) and test (dashed) loss per epoch for every run; discarded runs in grey."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    cmap = plt.get_cmap("tab10")
+    fig, ax = subplots(figsize=(6.5, 4))
+    cmap = matplotlib.colormaps["tab10"]
     for k, (run, h) in enumerate(sorted(history.items(), key=lambda kv: int(kv[0]))):
         keep = kept is None or int(run) in kept
         colour = cmap(k % 10) if keep else "0.7"
@@ -142,7 +91,7 @@ def loss_curves(history: dict, out, kept=None) -> Path:
         ax.set_yscale("log")
         ax.legend(fontsize=7, ncol=2, title="solid: training, dashed: test", title_fontsize=7)
     else:
-        _no_data(ax)
+        no_data(ax)
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (network space)")
     return save(fig, out)
@@ -157,7 +106,7 @@ def precision(values: dict, errors: dict, snr, groups: dict, labels, out, snr_st
     subset name to a boolean mask (inner S/N ≥ 30, inner S/N < 30, outer).
     """
     snr = np.asarray(snr, float)
-    fig, axes = plt.subplots(len(labels), 2, figsize=(10, 2.6 * len(labels)), squeeze=False)
+    fig, axes = subplots(len(labels), 2, figsize=(10, 2.6 * len(labels)), squeeze=False)
     everyone = np.zeros(len(snr), bool)
     for m in groups.values():
         everyone |= np.asarray(m, bool)
@@ -191,17 +140,17 @@ def precision(values: dict, errors: dict, snr, groups: dict, labels, out, snr_st
 def abundance_maps(columns: dict, out) -> Path:
     """[Mg/Fe] and [Al/Fe] against [Fe/H] density maps; `columns` maps a title to (feh, mgfe, alfe)."""
     n = max(len(columns), 1)
-    fig, axes = plt.subplots(2, n, figsize=(3.6 * n, 6), squeeze=False)
+    fig, axes = subplots(2, n, figsize=(3.6 * n, 6), squeeze=False)
     for ci, (title, (feh, mgfe, alfe)) in enumerate(columns.items()):
         for ri, (y, name) in enumerate(((mgfe, "MG_FE"), (alfe, "AL_FE"))):
             ax = axes[ri, ci]
-            _density(ax, np.asarray(feh, float), np.asarray(y, float), bins=70)
+            density(ax, np.asarray(feh, float), np.asarray(y, float), bins=70)
             ax.set_xlabel("[Fe/H]")
             ax.set_ylabel(pretty(name))
             if ri == 0:
                 ax.set_title(title, fontsize=10)
     if not columns:
-        _no_data(axes[0, 0])
+        no_data(axes[0, 0])
     fig.subplots_adjust(wspace=0.35, hspace=0.45)
     return save(fig, out)
 
@@ -211,7 +160,7 @@ def abundance_maps(columns: dict, out) -> Path:
 def calibration(residuals: dict, out, title="") -> Path:
     """Histograms of (CNN − reference)/σ per label with the 1σ and 2σ bounds marked."""
     names = list(residuals)
-    fig, axes = plt.subplots(1, max(len(names), 1), figsize=(2.8 * max(len(names), 1), 2.8), squeeze=False)
+    fig, axes = subplots(1, max(len(names), 1), figsize=(2.8 * max(len(names), 1), 2.8), squeeze=False)
     for ax, name in zip(axes[0], names):
         z = np.asarray(residuals[name], float)
         z = z[np.isfinite(z)]
@@ -220,7 +169,7 @@ def calibration(residuals: dict, out, title="") -> Path:
             inside = [np.mean(np.abs(z) <= k) for k in (1, 2)]
             ax.set_title(f"{pretty(name)}\n≤1σ {inside[0]:.0%}, ≤2σ {inside[1]:.0%}", fontsize=9)
         else:
-            _no_data(ax)
+            no_data(ax)
         for k in (-2, -1, 1, 2):
             ax.axvline(k, color="r", lw=0.7, ls=":" if abs(k) == 2 else "-")
         ax.set_xlabel("(CNN − ref) / σ")
@@ -231,76 +180,3 @@ def calibration(residuals: dict, out, title="") -> Path:
 
 
 # ---------------------------------------------------------------- Fig. 11 and 12
-
-def _marked_lines(lines_table, lo, hi):
-    from ..explain import PAPER_LINES
-
-    marks = {(sp, w) for sp, ws in PAPER_LINES.items() for w in ws if lo <= w <= hi}
-    if lines_table is not None and len(lines_table):
-        for row in lines_table:
-            if row["species"] and lo <= row["line_wavelength"] <= hi:
-                marks.add((str(row["species"]), float(row["line_wavelength"])))
-    return sorted(marks, key=lambda m: m[1])
-
-
-def gradient_figure(maps, out, labels=None, use="signed") -> Path:
-    """Gradient of every label vs wavelength, one panel per setup, the average spectrum on top
-    (grey) and line markers coloured by element (paper Fig. 11). Each label's curve is scaled
-    by its largest |gradient| over the whole grid (printed beside it), so the two setups share
-    one scale per label, as in the paper."""
-    labels = list(labels or maps.labels)
-    data = maps.ensemble_signed if use == "signed" else maps.ensemble_absolute
-    segments = maps.grid.slices() if maps.grid is not None else {"": slice(0, len(maps.wavelength))}
-    n = len(labels)
-    fig, axes = plt.subplots(len(segments), 1, figsize=(14, (0.6 * (n + 2) + 1) * len(segments)), squeeze=False)
-    peaks = {name: float(np.max(np.abs(data[maps.label_index(name)]))) or 1.0 for name in labels}
-    f = maps.mean_flux
-    f_lo, f_hi = float(np.min(f)), float(np.max(f))
-    for ax, (seg, sl) in zip(axes[:, 0], segments.items()):
-        w = maps.wavelength[sl]
-        ax.plot(w, n - 0.3 + 0.9 * (f[sl] - f_lo) / ((f_hi - f_lo) or 1.0), color="0.55", lw=0.7)
-        for k, name in enumerate(labels):
-            y0 = n - 1 - k
-            ax.plot(w, y0 + 0.45 * data[maps.label_index(name), sl] / peaks[name], color="k", lw=0.6)
-            ax.text(w[0], y0 + 0.2, f" {pretty(name)} (×{peaks[name]:.2g})", fontsize=8, va="bottom")
-        marks = _marked_lines(maps.lines, w[0], w[-1])
-        for sp, lw in marks:
-            ax.axvline(lw, color=LINE_COLOURS.get(sp.split()[0], "c"), lw=0.6, alpha=0.6)
-        handles = {sp: plt.Line2D([], [], color=LINE_COLOURS.get(sp.split()[0], "c")) for sp, _ in marks}
-        if handles:
-            ax.legend(handles.values(), handles.keys(), fontsize=7, ncol=min(len(handles), 10), loc="lower right",
-                      bbox_to_anchor=(1.0, 1.0), frameon=False)
-        ax.set_xlim(w[0], w[-1])
-        ax.set_ylim(-0.7, n + 0.7)
-        ax.set_yticks([])
-        ax.set_title(f"{seg}: ∂label/∂flux ({use}, ensemble mean over {maps.n_spectra} spectra)", fontsize=9,
-                     loc="left")
-        ax.set_xlabel("air wavelength [Å]")
-    fig.subplots_adjust(hspace=0.35)
-    return save(fig, out)
-
-
-def correlated_gradients_figure(maps_by_case: dict, out, window=(8700.0, 8820.0)) -> Path:
-    """Signed gradients of each case's abundance labels in an HR21 window with two Mg and one
-    Al line (paper Fig. 12): near-identical curves mean the labels share their evidence."""
-    from ..explain import label_element
-
-    fig, axes = plt.subplots(len(maps_by_case), 1, figsize=(10, 2.8 * len(maps_by_case)), squeeze=False)
-    for ax, (case, maps) in zip(axes[:, 0], maps_by_case.items()):
-        sel = (maps.wavelength >= window[0]) & (maps.wavelength <= window[1])
-        if not sel.any():
-            _no_data(ax, "window outside grid")
-            continue
-        for name in maps.labels:
-            if label_element(name) is None:
-                continue
-            g = maps.ensemble_signed[maps.label_index(name), sel]
-            ax.plot(maps.wavelength[sel], g / (np.max(np.abs(g)) or 1.0), lw=0.8, label=pretty(name))
-        for sp, lw in _marked_lines(None, *window):
-            ax.axvline(lw, color=LINE_COLOURS.get(sp.split()[0], "c"), lw=0.7, ls=":")
-        ax.set_title(f"{case} labels", fontsize=10)
-        ax.set_ylabel("∂label/∂flux (normalised)")
-        ax.legend(fontsize=8)
-    axes[-1, 0].set_xlabel("air wavelength [Å]")
-    fig.subplots_adjust(wspace=0.35, hspace=0.45)
-    return save(fig, out)

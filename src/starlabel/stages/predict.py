@@ -19,10 +19,10 @@ import numpy as np
 from astropy.table import Table
 from tqdm.auto import tqdm
 
-from .io.atomic import atomic_path
-from .io.dataset import Dataset
-from .model.ensemble import Ensemble
-from .uncertainty import noise_sigma
+from ..io.atomic import atomic_path
+from ..io.dataset import Dataset
+from ..model.ensemble import Ensemble
+from ..uncertainty import noise_sigma
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,8 @@ def map_flags(map_path, cnames: np.ndarray, read_flux, chunk: int = 2048) -> dic
     """INNER / OUTLIER for each CNAME: taken from the map when it holds the spectrum, else placed on it.
 
     `read_flux(positions)` returns the flux of the given positions in `cnames`."""
-    from .evaluate.metrics import index_of
-    from .similarity import SimilarityMap
+    from ..io.tables import index_of
+    from ..similarity import SimilarityMap
 
     m = SimilarityMap.load(map_path)
     j = index_of(cnames, np.asarray(m.table["CNAME"]).astype(str))
@@ -51,7 +51,7 @@ def map_flags(map_path, cnames: np.ndarray, read_flux, chunk: int = 2048) -> dic
     return flags
 
 
-def predict(model_dir, dataset_path, out, carry=(), chunk: int = 2048, rows=None, echo=print,
+def predict(model_dir, dataset_path, out, carry=(), chunk: int = 2048, rows=None,
             progress: bool = True, map_path=None, compile: bool = False, noise_draws: int = 0, seed: int = 0):
     """Write the labels of `dataset_path` (optionally only `rows`) to the FITS table `out`.
 
@@ -112,6 +112,6 @@ def predict(model_dir, dataset_path, out, carry=(), chunk: int = 2048, rows=None
     out_path = out
     with atomic_path(out) as tmp:
         table.write(tmp, format="fits")
-    echo(f"labelled {len(rows) - len(bad_all)} of {len(rows)} spectra"
+    log.info(f"labelled {len(rows) - len(bad_all)} of {len(rows)} spectra"
          + (f" ({len(bad_all)} with non-finite flux got NaN)" if bad_all else ""))
     return out_path

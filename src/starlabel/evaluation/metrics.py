@@ -7,7 +7,6 @@ catalogue labels, the CNN labels and their ensemble std and, when given, the tru
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 from astropy.table import Table
 
 from ..io.dataset import read_table
+from ..io.tables import index_of
 from ..labels import float_column
 
 SNR_SPLIT = 30.0
@@ -47,14 +47,6 @@ def cnn_labels(labels_table: Table) -> list[str]:
     """Label names present in a LABELS.fits table (columns <LABEL>_CNN with E_<LABEL>_CNN)."""
     return [c[:-4] for c in labels_table.colnames
             if c.endswith("_CNN") and not c.startswith("E_")]
-
-
-def index_of(keys_from, keys_to) -> np.ndarray:
-    """For each key in keys_from, the first row of keys_to with that key (−1 when absent)."""
-    first = {}
-    for i, k in enumerate(keys_to):
-        first.setdefault(k, i)
-    return np.array([first.get(k, -1) for k in keys_from], dtype=int)
 
 
 def _strings(col) -> np.ndarray:
@@ -243,8 +235,3 @@ def precision_vs_snr(joined: Table, mask=None, start=10.0, width=10.0) -> Table:
                     e = np.asarray(joined[col], float)
                     t[key] = [float(np.nanmedian(e[b])) if b.any() else np.nan for b in inbin]
     return t
-
-
-def read_split(model_dir) -> dict | None:
-    path = Path(model_dir) / "split.json"
-    return json.loads(path.read_text()) if path.exists() else None

@@ -31,17 +31,16 @@ import numpy as np
 from astropy.table import Table
 from scipy.signal import find_peaks
 
-from .grid import Grid
-from .io.atomic import atomic_path
-from .io.dataset import read_table, stamp, write_table
-from .labels import SOLAR_GAS07
+from ..grid import Grid
+from ..io.atomic import atomic_path
+from ..io.dataset import read_table, stamp, write_table
+from ..io.tables import write_csv
+from ..io.linelist import PAPER_LINES, label_element, read_linelist
 
 log = logging.getLogger(__name__)
 
 LINE_COLUMNS = ("label", "peak_wavelength", "strength", "species", "line_wavelength", "offset")
 
-# Lines GES used for Mg and Al (paper Fig. 11 caption; Heiter et al. 2021), marked on the figure.
-PAPER_LINES = {"Mg I": (5528.41, 8717.81, 8736.02, 8806.756), "Al I": (5557.06, 8772.87, 8773.90)}
 
 
 @dataclass
@@ -105,7 +104,7 @@ def gradient_maps(networks, labels, chunks, wavelength, grid=None, progress=True
     """
     from tqdm.auto import tqdm
 
-    from .model.network import per_spectrum_gradients
+    from ..model.network import per_spectrum_gradients
 
     networks = list(networks)
     if not networks:
@@ -139,13 +138,6 @@ def gradient_maps(networks, labels, chunks, wavelength, grid=None, progress=True
 
 
 # ---------------------------------------------------------------- line identification
-
-def label_element(name: str) -> str | None:
-    """The element a label measures ('MG_FE' → 'Mg', 'AL1' → 'Al', 'FE_H' → 'Fe'); None for TEFF, LOGG."""
-    head = name.split("_")[0].rstrip("0123456789")
-    el = head[:1].upper() + head[1:].lower()
-    return el if el in SOLAR_GAS07 and name.upper() not in ("TEFF", "LOGG") else None
-
 
 def find_gradient_peaks(wavelength, signal, grid=None, n_peaks=10, min_prominence=5.0, max_width=1.0,
                         min_separation=0.5):
@@ -247,8 +239,6 @@ def expected_line_check(lines: Table, n_top=None, tolerance=0.5) -> Table:
 def default_linelist() -> Table | None:
     """The synth package's line list, or None (with a warning) when it cannot be read."""
     try:
-        from .synth.linelist import read_linelist
-
         return read_linelist()
     except Exception as e:  # the line list is an aid; gradients are still worth writing
         log.warning("no line list (%s); gradient peaks are written without line identification", e)
@@ -262,10 +252,12 @@ def choose_rows(sets, model_dir, which="test", n_max=None, seed=0) -> np.ndarray
     'observed', or 'all'; a random `n_max` of them (seeded) when given."""
     cnames = np.asarray(sets.catalogue["CNAME"]).astype(str)
     if which in ("test", "train"):
-        split_path = Path(model_dir) / "split.json"
-        if not split_path.exists():
-            raise FileNotFoundError(f"{split_path} missing: cannot pick the {which} set")
-        wanted = np.isin(cnames, np.asarray(json.loads(split_path.read_text())[which]).astype(str))
+        from ..model.bundle import Bundle
+
+        split = Bundle(model_dir).split()
+        if split is None:
+            raise FileNotFoundError(f"{Path(model_dir) / 'split.json'} missing: cannot pick the {which} set")
+        wanted = np.isin(cnames, np.asarray(split[which]).astype(str))
         if "SET" in sets.catalogue.colnames:  # a star may also have observed-set spectra
             wanted &= np.asarray(sets.catalogue["SET"]).astype(str) == "train"
         rows = np.flatnonzero(wanted)
@@ -291,8 +283,8 @@ def explain(model_dir, sets_path, out, which="test", n_max=1000, chunk=64, seed=
             linelist: Table | None = None, n_peaks=10, tolerance=1.0, figure=True, progress=True) -> GradientMaps:
     """Write EXPLAIN.h5 and beside it `lines.csv`, `line_check.csv` (are Mg/Al labels read from
     the GES Mg/Al lines?) and `gradients.png` (Fig. 11); return the maps."""
-    from .io.dataset import Dataset
-    from .model.ensemble import Ensemble
+    from ..io.dataset import Dataset
+    from ..model.ensemble import Ensemble
 
     ens = Ensemble.load(model_dir)
     sets = Dataset(sets_path)
@@ -308,17 +300,10 @@ def explain(model_dir, sets_path, out, which="test", n_max=1000, chunk=64, seed=
     write_csv(maps.lines[list(LINE_COLUMNS)], out.with_name("lines.csv"))
     write_csv(expected_line_check(maps.lines), out.with_name("line_check.csv"))
     if figure:
-        from .evaluate.figures import gradient_figure
+        from ..plots.gradients import gradient_figure
 
         gradient_figure(maps, out.with_name("gradients.png"))
     return maps
-
-
-def write_csv(table: Table, path) -> Path:
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        table.write(tmp, format="ascii.csv", overwrite=True)
-    return path
 
 
 # ---------------------------------------------------------------- Fig. 12: label correlations
@@ -353,7 +338,7 @@ def label_correlation_experiment(absolute_dir, relative_dir, sets_path, out_dir,
     write_csv(table, out_dir / "correlation.csv")
     with atomic_path(out_dir / "correlation.txt") as tmp:
         tmp.write_text(format_correlation(table) + "\n")
-    from .evaluate.figures import correlated_gradients_figure
+    from ..plots.gradients import correlated_gradients_figure
 
     correlated_gradients_figure(maps_by_case, out_dir / "gradients_correlated.png")
     return table

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evaluate.figures import plt, save
+from .common import save, subplots
 from ..labels import PRETTY
 
 
@@ -22,7 +22,7 @@ def plot_map_labels(m, path, labels=("TEFF", "LOGG", "FE_H")) -> Path | None:
         return None
     x, y = m.embedding[:, 0], m.embedding[:, 1]
     s = _point_size(len(x))
-    fig, axes = plt.subplots(1, len(labels), figsize=(5.2 * len(labels), 4.8), squeeze=False)
+    fig, axes = subplots(1, len(labels), figsize=(5.2 * len(labels), 4.8), squeeze=False)
     for ax, lab in zip(axes[0], labels):
         v = np.asarray(m.table[lab], float)
         ok = np.isfinite(v)
@@ -45,7 +45,7 @@ def plot_inner_outer(m, path) -> Path:
     outlier = np.asarray(t["OUTLIER"], bool)
     inner = np.asarray(t["INNER"], bool)
     outer = ~train & ~inner
-    fig, axes = plt.subplots(1, 3, figsize=(15, 5), sharex=True, sharey=True)
+    fig, axes = subplots(1, 3, figsize=(15, 5), sharex=True, sharey=True)
     axes[0].scatter(x, y, s=s, c="#1f3b73", lw=0, label=f"all ({len(x)})", rasterized=True)
     axes[0].scatter(x[train], y[train], s=s, c="#2ca02c", lw=0, label=f"training ({train.sum()})", rasterized=True)
     axes[0].scatter(x[outlier], y[outlier], s=4 * s, marker="x", c="#d62728", lw=0.8,
@@ -76,7 +76,7 @@ def plot_outlier_thumbnails(m, read, wavelength, path, max_spectra: int = 24) ->
     flux = read(np.asarray(t["ROW"])[rows] if "ROW" in t.colnames else rows)
     ncol = 4
     nrow = int(np.ceil(len(rows) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 1.9 * nrow), squeeze=False)
+    fig, axes = subplots(nrow, ncol, figsize=(4 * ncol, 1.9 * nrow), squeeze=False)
     wl = np.asarray(wavelength)
     xpix = np.arange(len(wl))  # plot against pixel so both setups share one panel without a gap
     for ax, r, f in zip(axes.ravel(), rows, flux):

@@ -25,34 +25,6 @@ log = logging.getLogger(__name__)
 __all__ = ["evaluate"]
 
 
-def _bundle_label_names(model_dir, fallback):
-    """Label order of the bundle (snapshots are stored in it); the manifest's, else `fallback`."""
-    path = Path(model_dir) / "manifest.json"
-    if path.exists():
-        m = json.loads(path.read_text())
-        labels = m.get("labels")
-        if isinstance(labels, dict) and "names" in labels:
-            return list(labels["names"])
-        if isinstance(labels, list) and labels and isinstance(labels[0], str):
-            return labels
-        if "label_names" in m:
-            return list(m["label_names"])
-    return list(fallback)
-
-
-def _load_snapshots(model_dir):
-    """{epoch: (N, L) predictions} and test_rows from snapshots.safetensors, or ({}, None)."""
-    path = Path(model_dir) / "snapshots.safetensors"
-    if not path.exists():
-        return {}, None
-    from safetensors.numpy import load_file
-
-    data = load_file(str(path))
-    rows = data.pop("test_rows", None)
-    snaps = {int(k.split("_", 1)[1]): v for k, v in data.items() if k.startswith("epoch_")}
-    return dict(sorted(snaps.items())), rows
-
-
 def _pick_epochs(epochs, n=3):
     """First, a middle and the last snapshot epoch (Fig. 6 shows 1, 10 and 150)."""
     if len(epochs) <= n:
@@ -61,14 +33,15 @@ def _pick_epochs(epochs, n=3):
     return [epochs[i] for i in idx]
 
 
-def evaluate(model_dir, sets_path, labels_path, out_dir, map_path=None, truth_path=None, echo=print) -> dict:
+def evaluate(model_dir, sets_path, labels_path, out_dir, map_path=None, truth_path=None) -> dict:
     """Write the tables and figures listed in the module docstring; return {file: caption}."""
     from astropy.table import Table
 
-    from ..explain import write_csv
+    from ..evaluation import metrics as M
     from ..io.dataset import Dataset
-    from . import figures as F
-    from . import metrics as M
+    from ..io.tables import write_csv
+    from ..model.bundle import Bundle
+    from ..plots import evaluation as F
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -76,7 +49,8 @@ def evaluate(model_dir, sets_path, labels_path, out_dir, map_path=None, truth_pa
     labels_table = Table.read(labels_path)
     flags = M.read_map_flags(map_path) if map_path else None
     truth = Table.read(truth_path) if truth_path else None
-    split = M.read_split(model_dir)
+    bundle = Bundle(model_dir)
+    split = bundle.split()
     if split is None:
         log.warning("%s has no split.json: training and test sets cannot be told apart", model_dir)
     joined = M.join_run(sets.catalogue, labels_table, split, flags, truth)
@@ -127,8 +101,8 @@ def evaluate(model_dir, sets_path, labels_path, out_dir, map_path=None, truth_pa
         test = np.asarray(joined["test"], bool) if np.any(joined["test"]) else np.asarray(joined["train"], bool)
         feh_ref = joined[f"{feh_name}_REF"][test] if feh_name else np.zeros(test.sum())
         panels["catalogue (test set)"] = (joined["TEFF_REF"][test], joined["LOGG_REF"][test], feh_ref)
-        snaps, rows = _load_snapshots(model_dir)
-        order = _bundle_label_names(model_dir, names)
+        snaps, rows = bundle.snapshots()
+        order = bundle.label_names
         if snaps and rows is not None and {"TEFF", "LOGG"} <= set(order):
             it, il = order.index("TEFF"), order.index("LOGG")
             ifeh = order.index(feh_name) if feh_name in order else None
@@ -142,14 +116,9 @@ def evaluate(model_dir, sets_path, labels_path, out_dir, map_path=None, truth_pa
              "training, and the final ensemble (paper Fig. 6)")
 
     # ---- Fig. 7: loss curves
-    hist_path = Path(model_dir) / "history.json"
-    if hist_path.exists():
-        history = json.loads(hist_path.read_text())
-        kept = None
-        man = Path(model_dir) / "manifest.json"
-        if man.exists():
-            runs = json.loads(man.read_text()).get("runs", [])
-            kept = {int(r["index"]) for r in runs if r.get("kept")} or None
+    history = bundle.history()
+    if history is not None:
+        kept = set(bundle.kept) or None
         note(F.loss_curves(history, out_dir / "loss_curves.png", kept),
              "Training and test loss of every run (paper Fig. 7)")
 
@@ -185,17 +154,20 @@ def evaluate(model_dir, sets_path, labels_path, out_dir, map_path=None, truth_pa
 
     with atomic_path(out_dir / "index.json") as tmp:
         tmp.write_text(json.dumps(index, indent=1, ensure_ascii=False))
-    _echo_summary(metrics, echo)
+    if len(metrics):
+        log.info("%s", format_metrics(metrics))
     return index
 
 
-def _echo_summary(metrics, echo):
-    if echo is None or len(metrics) == 0:
-        return
+def format_metrics(metrics) -> str:
+    """The metrics table as aligned text: bias and scatter at 4 decimals, shares at 2 ('' for no rows)."""
+    if len(metrics) == 0:
+        return ""
     total = bool(np.isfinite(metrics["within_1sigma_total"]).any())
-    echo(f"{'set':<15} {'reference':<10} {'label':<7} {'n':>6} {'bias':>9} {'scatter':>9} {'≤1σ':>5} {'≤2σ':>5}"
-         + (f" {'≤1σt':>5} {'≤2σt':>5}" if total else ""))
+    lines = [f"{'set':<15} {'reference':<10} {'label':<7} {'n':>6} {'bias':>10} {'scatter':>10} {'≤1σ':>5} {'≤2σ':>5}"
+             + (f" {'≤1σt':>5} {'≤2σt':>5}" if total else "")]
     for r in metrics:
-        echo(f"{r['set']:<15} {r['reference']:<10} {r['label']:<7} {r['n']:6d} {r['bias']:9.4g} {r['scatter']:9.4g} "
-             f"{r['within_1sigma']:5.2f} {r['within_2sigma']:5.2f}"
-             + (f" {r['within_1sigma_total']:5.2f} {r['within_2sigma_total']:5.2f}" if total else ""))
+        lines.append(f"{r['set']:<15} {r['reference']:<10} {r['label']:<7} {r['n']:6d} {r['bias']:+10.4f} "
+                     f"{r['scatter']:10.4f} {r['within_1sigma']:5.2f} {r['within_2sigma']:5.2f}"
+                     + (f" {r['within_1sigma_total']:5.2f} {r['within_2sigma_total']:5.2f}" if total else ""))
+    return "\n".join(lines)
