@@ -12,6 +12,7 @@ labels.fits is not there yet), then prints, against the catalogue labels and the
 - the median ensemble σ in S/N bins of 10 (paper Sect. 4.3, Fig. 10);
 - CNN and baseline scatter against the truth on the test set in S/N bins.
 Tables are also written as CSV into RUN_DIR/accuracy/.
+Recorded results (date, mock, command): docs/experiments.md.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ environment's Python, then `bench_model.py` on the same machine, alternating ROU
 prints every round and the starlabel/Keras ratios of the best and of the median round (> 1 means
 starlabel is faster; this machine's speed, Keras's especially, varies from run to run). Install the reference stack with
 `python3 -m venv /work/tfvenv && /work/tfvenv/bin/pip install tensorflow-cpu`.
+Recorded results: docs/benchmarks.md, "Against the paper's Keras stack".
 """
 
 from __future__ import annotations

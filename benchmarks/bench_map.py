@@ -6,6 +6,8 @@ labels, white noise at S/N 10-200) stand in for a survey: the cost depends on th
 not on the physics. Prints the machine load with the timings, since shared cores skew them.
 
     python benchmarks/bench_map.py [--n 37000] [--new 2000] [--pixels 8669] [--jobs 2]
+
+Recorded results: docs/benchmarks.md, "Speed of the stages".
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ through the path `starlabel predict` uses (`Ensemble.predict_each`: batches shar
 block, whose one-off compile time is printed). `--plain` also times the textbook nn.Sequential
 with the same weights (a plain batch loop with intra-op threads) for comparison.
 The machine's load (uptime) is printed: on a shared machine the numbers are only indicative.
+Recorded results: docs/benchmarks.md, "Speed of the stages".
 """
 
 from __future__ import annotations

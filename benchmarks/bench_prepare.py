@@ -5,6 +5,7 @@
 Uses `starlabel synth survey` when it exists, otherwise writes its own GES-format mock
 (random absorption lines, noise, Doppler shift, both setups). Prints stars/s and the
 machine's load average, since the cores may be shared.
+Recorded results: docs/benchmarks.md, "Speed of the stages".
 """
 
 from __future__ import annotations
