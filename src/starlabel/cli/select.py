@@ -1,19 +1,25 @@
-"""`starlabel select`: quality cuts → training candidates and observed set."""
+"""`starlabel select`: quality cuts → training candidates and observed set (paper Sect. 2.2)."""
 
 
 def add_parser(sub):
+    from ..labels import QualityCuts
+    from .options import default
+
     p = sub.add_parser("select", help="apply the paper's quality cuts: training candidates and observed set",
                        description=__doc__)
     p.add_argument("dataset", help="DATASET.h5 written by `starlabel prepare`")
     p.add_argument("--out", required=True, help="output SETS.h5")
-    p.add_argument("--min-snr", type=float, default=30.0)
-    p.add_argument("--max-e-teff", type=float, default=200.0)
-    p.add_argument("--max-e-logg", type=float, default=0.3)
-    p.add_argument("--max-e-abundance", type=float, default=0.2)
-    p.add_argument("--allow-flags", action="store_true", help="keep spectra with TECH/PECULI flags")
-    p.add_argument("--max-vsini", type=float, default=20.0)
-    p.add_argument("--max-feh-mismatch", type=float, default=0.2)
-    p.add_argument("--observed-min-snr", type=float, default=10.0)
+    cut = lambda flag, field, text: p.add_argument(  # noqa: E731
+        flag, dest=field, type=float, metavar="X", help=f"{text} {default(QualityCuts, field)}")
+    cut("--min-snr", "min_snr", "minimum S/N of a training spectrum")
+    cut("--max-e-teff", "max_e_teff", "largest catalogue E_TEFF [K] of a training spectrum")
+    cut("--max-e-logg", "max_e_logg", "largest catalogue E_LOGG [dex]")
+    cut("--max-e-abundance", "max_e_abundance", "largest E_FE1, E_MG1 and E_AL1 [dex]")
+    cut("--max-vsini", "max_vsini", "largest VSINI [km/s]")
+    cut("--max-feh-mismatch", "max_feh_mismatch", "largest |FEH − [Fe/H] from FE1| [dex]")
+    cut("--observed-min-snr", "observed_min_snr", "minimum S/N of an observed-set spectrum")
+    p.add_argument("--allow-flags", action="store_true", help="keep spectra with TECH/PECULI flags "
+                   "(default: they are cut)")
     p.add_argument("--exclude-outliers", metavar="MAP.h5",
                    help="keep the outliers flagged in this similarity map out of the training set")
     p.set_defaults(func=run)
@@ -22,11 +28,11 @@ def add_parser(sub):
 def run(args):
     from ..labels import QualityCuts
     from ..select import select
+    from .options import settings
 
-    cuts = QualityCuts(min_snr=args.min_snr, max_e_teff=args.max_e_teff, max_e_logg=args.max_e_logg,
-                       max_e_abundance=args.max_e_abundance, no_flags=not args.allow_flags,
-                       max_vsini=args.max_vsini, max_feh_mismatch=args.max_feh_mismatch,
-                       observed_min_snr=args.observed_min_snr)
+    cuts = settings(QualityCuts, args)
+    if args.allow_flags:
+        cuts.no_flags = False
     exclude = ()
     if args.exclude_outliers:
         from ..stages.map import outlier_cnames

@@ -7,8 +7,8 @@ def add_parser(sub):
     p = sub.add_parser("train", help="train the CNN ensemble and write a model bundle", description=__doc__)
     p.add_argument("sets", help="SETS.h5 written by `starlabel select` (uses rows with SET == 'train')")
     p.add_argument("--out", required=True, help="model bundle directory (re-run the command to resume)")
-    p.add_argument("--runs", type=int, default=10, help="independent training runs (default 10)")
-    p.add_argument("--keep", type=int, default=8, help="runs with the lowest test loss to keep (default 8)")
+    p.add_argument("--runs", type=int, help="independent training runs (default: the preset's, 10)")
+    p.add_argument("--keep", type=int, help="runs with the lowest test loss to keep (default: the preset's, 8)")
     p.add_argument("--preset", choices=("quick", "paper"), default="quick")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--labels", default="TEFF,LOGG,MG_FE,AL_FE,FE_H",
@@ -31,15 +31,9 @@ def add_parser(sub):
 def run(args):
     from ..stages.train import train
 
-    overrides = {k: v for k, v in (("max_epochs", args.max_epochs), ("patience", args.patience)) if v is not None}
-    if args.noise_augment is not None:
-        if args.noise_augment < 0:
-            raise SystemExit(f"--noise-augment must be >= 0, got {args.noise_augment}")
-        overrides["noise_augment"] = args.noise_augment
-    if args.refit_output is not None:
-        overrides["refit_output"] = args.refit_output
-    if args.weight_by_errors:
-        overrides["weight_by_errors"] = True
+    # None keeps the preset's value; TrainConfig validates the rest (one clear line per bad value)
+    overrides = dict(max_epochs=args.max_epochs, patience=args.patience, noise_augment=args.noise_augment,
+                     refit_output=args.refit_output, weight_by_errors=args.weight_by_errors or None)
     labels = [s.strip() for s in args.labels.split(",") if s.strip()]
     path = train(args.sets, args.out, labels=labels, runs=args.runs, keep=args.keep, preset=args.preset,
                  seed=args.seed, device=args.device, threads=args.threads, **overrides)

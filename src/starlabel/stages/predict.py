@@ -21,8 +21,7 @@ from tqdm.auto import tqdm
 
 from ..io.atomic import atomic_path
 from ..io.dataset import Dataset
-from ..model.ensemble import Ensemble
-from ..uncertainty import noise_sigma
+from ..model.ensemble import Ensemble, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -86,24 +85,21 @@ def predict(model_dir, dataset_path, out, carry=(), chunk: int = 2048, rows=None
                 warnings.warn(f"{len(bad)} spectra with non-finite flux get NaN labels: {', '.join(bad)}",
                               stacklevel=2)
             if ok.any():
-                each = ens.predict_each(flux[ok], compile=compile)
-                mean[done : done + len(r)][ok] = each.mean(0)
-                std[done : done + len(r)][ok] = each.std(0)
+                p = ens.predict(flux[ok], noise_draws, seed=[seed, int(r[0])],
+                                mask=mask[0][ok] if noise_draws else None, compile=compile)
+                mean[done : done + len(r)][ok] = p.mean
+                std[done : done + len(r)][ok] = p.std
                 if noise_draws:
-                    noise[done : done + len(r)][ok] = noise_sigma(ens, flux[ok], noise_draws, [seed, int(r[0])],
-                                                                  each=each, mask=mask[0][ok], compile=compile)
+                    noise[done : done + len(r)][ok] = p.noise
             done += len(r)
             bar.update(len(r))
+    labels = Prediction(tuple(names), mean, std, noise if noise_draws else None).to_table()
     table = Table()
     table["CNAME"] = cnames[rows]
     for c in carry:
         table[c] = ds.catalogue[c][rows]
-    for j, n in enumerate(names):
-        table[f"{n}_CNN"] = mean[:, j]
-        table[f"E_{n}_CNN"] = std[:, j]
-        if noise_draws:
-            table[f"E_{n}_NOISE"] = noise[:, j]
-            table[f"E_{n}_TOTAL"] = np.hypot(std[:, j], noise[:, j])
+    for c in labels.colnames:
+        table[c] = labels[c]
     if map_path is not None:
         flags = map_flags(map_path, cnames[rows], lambda pos: np.nan_to_num(ds.read(rows[pos]), nan=1.0), chunk)
         table["INNER"], table["OUTLIER"] = flags["INNER"], flags["OUTLIER"]
