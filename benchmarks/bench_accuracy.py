@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-from starlabel.demo import CARRY, NOISE_DRAWS, baseline_metrics, baseline_predictions, format_summary, summary_table
+from starlabel.stages.demo import CARRY, NOISE_DRAWS, baseline_metrics, baseline_predictions, format_summary, summary_table
 from starlabel.evaluation.metrics import bias_scatter, join_run, metrics_table, precision_vs_snr, read_map_flags
 from starlabel.io.dataset import Dataset
 from starlabel.model.bundle import Bundle

@@ -21,7 +21,7 @@ from astropy.table import Table
 
 from starlabel.grid import GIRAFFE_NATIVE
 from starlabel.io.spectra import write_ges_fits
-from starlabel.prepare import PrepareSettings, prepare
+from starlabel.stages.prepare import PrepareSettings, prepare
 
 
 def simple_mock(out: Path, n_stars: int, seed: int = 1) -> Path:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from starlabel.grid import Grid, Setup, resample
-from starlabel.prepare import to_rest_frame
+from starlabel.stages.prepare import to_rest_frame
 
 
 def gaussian_line(wave, centre, depth=0.6, width=0.15):

@@ -13,7 +13,7 @@ from starlabel.io.catalogue import CatalogueError, read_catalogue
 from starlabel.io.dataset import MASK_NAN, MASK_REPAIRED, MASK_UNCOVERED, Dataset
 from starlabel.io.spectra import (Spectrum, SpectrumError, air_to_vac, read_spectrum, vac_to_air,
                                   write_ges_fits, write_phase3_fits)
-from starlabel.prepare import PrepareSettings, fit_continuum, prepare, prepare_spectrum, repair
+from starlabel.stages.prepare import PrepareSettings, fit_continuum, prepare, prepare_spectrum, repair
 
 C = 299792.458
 
@@ -64,7 +64,7 @@ def test_uncovered_edge_is_filled_and_masked_or_rejected():
     wave = native("HR21")  # starts at 8484 Å, 41 grid pixels after the paper's 8480 Å edge
     out, mask = prepare_spectrum(Spectrum(wave, np.ones_like(wave), None, {}), 0.0, setup, PrepareSettings())
     assert np.count_nonzero(mask & MASK_UNCOVERED) == 41 and np.all(out[:41] == 1.0)
-    from starlabel.prepare import Reject
+    from starlabel.stages.prepare import Reject
 
     with pytest.raises(Reject, match="misses"):
         prepare_spectrum(Spectrum(wave, np.ones_like(wave), None, {}), -800.0, setup, PrepareSettings())

@@ -11,7 +11,7 @@ from astropy.table import Table
 from starlabel.io.catalogue import PREPARE_COLUMNS, CatalogueError, read_catalogue
 from starlabel.io.dataset import Dataset
 from starlabel.io.spectra import vac_to_air
-from starlabel.prepare import PrepareSettings, fit_continuum, prepare
+from starlabel.stages.prepare import PrepareSettings, fit_continuum, prepare
 
 LINES = {"Mg I": 5528.41, "Ca II": 8542.09}  # air wavelengths [Å]
 

@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from starlabel.report.html import render, report
+from starlabel.stages.report import render, report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -7,7 +7,7 @@ from astropy.table import Table
 from starlabel.grid import Grid, Setup
 from starlabel.io.dataset import Dataset, write_dataset
 from starlabel.labels import LabelSet, QualityCuts, add_relative_labels, fe_h, x_fe
-from starlabel.select import apply_cuts, select
+from starlabel.stages.select import apply_cuts, select
 
 
 def test_abundance_conversion_matches_hand_values():

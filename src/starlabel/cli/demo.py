@@ -18,7 +18,7 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..demo import demo
+    from ..stages.demo import demo
 
     demo(args.out, preset=args.preset, seed=args.seed, n_stars=args.n_stars, runs=args.runs,
          keep=args.keep, workers=args.workers, max_epochs=args.max_epochs)

@@ -25,7 +25,11 @@ def add_parser(sub):
 def run(args):
     from pathlib import Path
 
-    from ..stages.explain import explain, format_correlation, label_correlation_experiment
+    from ..stages.explain import (
+        explain,
+        format_correlation,
+        label_correlation_experiment,
+    )
 
     maps = explain(args.model_dir, args.sets, args.out, which=args.which, n_max=args.n_max, chunk=args.chunk,
                    seed=args.seed, n_peaks=args.peaks, tolerance=args.tolerance)

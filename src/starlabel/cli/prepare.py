@@ -24,7 +24,7 @@ def add_parser(sub):
 
 def run(args):
     from ..grid import Grid
-    from ..prepare import PrepareSettings, prepare
+    from ..stages.prepare import PrepareSettings, prepare
 
     if args.chunk < 1 or args.workers < 1:
         raise ValueError("--chunk and --workers must be at least 1")

@@ -27,7 +27,7 @@ def add_parser(sub):
 
 def run(args):
     from ..labels import QualityCuts
-    from ..select import select
+    from ..stages.select import select
     from .options import settings
 
     cuts = settings(QualityCuts, args)

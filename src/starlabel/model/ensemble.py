@@ -21,7 +21,7 @@ import torch
 from astropy.table import Table
 
 from ..grid import Grid
-from ..labels import DEFAULT_LABELS, LabelSet
+from ..labels import DEFAULT_LABELS, LabelSet, label_matrix
 from .bundle import Bundle, BundleError, write_bundle
 from .config import Preset, preset as get_preset
 from .network import Network, per_spectrum_gradients
@@ -81,13 +81,16 @@ class Ensemble:
     def fit(cls, flux, labels, names=DEFAULT_LABELS, grid: Grid | None = None, config: str | Preset = "quick",
             runs: int | None = None, keep: int | None = None, seed: int = 0, ids=None, weights=None,
             checkpoint_dir=None, callback=None, device=None, progress: bool = False) -> "Ensemble":
-        """Train `runs` networks on (flux (N, P), labels (N, L)) and keep the `keep` best.
+        """Train `runs` networks on (flux (N, P), labels (N, L) or a table with the `names` columns)
+        and keep the `keep` best.
 
         `config`: a preset name ("quick", "paper") or a `Preset`; `runs`/`keep` override its values.
         `grid`: the wavelength grid of the flux columns (default: the paper's HR10+HR21 grid).
         `ids`: one name per spectrum (CNAMEs), recorded in the bundle's split. `weights` (N, L):
         per-star, per-label loss weights. With `checkpoint_dir` an interrupted fit resumes
         there; `callback(run, epoch, state)` is called after every epoch."""
+        if hasattr(labels, "colnames"):  # a table with one column per label name
+            labels = label_matrix(labels, names)
         p = get_preset(config) if isinstance(config, str) else config
         if runs is not None or keep is not None:
             from dataclasses import replace

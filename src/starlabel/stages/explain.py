@@ -34,8 +34,8 @@ from scipy.signal import find_peaks
 from ..grid import Grid
 from ..io.atomic import atomic_path
 from ..io.dataset import read_table, stamp, write_table
-from ..io.tables import write_csv
 from ..io.linelist import PAPER_LINES, label_element, read_linelist
+from ..io.tables import write_csv
 
 log = logging.getLogger(__name__)
 

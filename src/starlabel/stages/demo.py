@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-from .io.atomic import atomic_path
+from ..io.atomic import atomic_path
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,10 @@ def _step(name: str, path: Path, echo) -> bool:
 
 def baseline_predictions(sets_path, model_dir, labels, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """PCA + ridge fitted on exactly the ensemble's training split: (test rows of SETS.h5, (N, L) labels)."""
-    from .baseline import fit_pca_ridge, predict_pca_ridge
-    from .model.bundle import Bundle
-    from .io.dataset import Dataset
-    from .labels import label_matrix
+    from ..baseline import fit_pca_ridge, predict_pca_ridge
+    from ..io.dataset import Dataset
+    from ..labels import label_matrix
+    from ..model.bundle import Bundle
 
     ds = Dataset(sets_path)
     split = Bundle(model_dir).split()
@@ -69,10 +69,10 @@ def baseline_predictions(sets_path, model_dir, labels, seed: int = 0) -> tuple[n
 def baseline_metrics(sets_path, model_dir, truth_path, labels, seed: int = 0, predictions=None) -> Table:
     """Bias and scatter of the PCA + ridge baseline on the ensemble's test set
     (`predictions`: the output of `baseline_predictions`, if already computed)."""
-    from .evaluation.metrics import bias_scatter
-    from .io.tables import index_of
-    from .io.dataset import Dataset
-    from .labels import label_matrix
+    from ..evaluation.metrics import bias_scatter
+    from ..io.dataset import Dataset
+    from ..io.tables import index_of
+    from ..labels import label_matrix
 
     ds = Dataset(sets_path)
     cname = np.asarray(ds.catalogue["CNAME"]).astype(str)
@@ -131,20 +131,21 @@ def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | No
          runs: int | None = None, keep: int | None = None, workers: int = 2, max_epochs: int | None = None,
          echo=print) -> Path:
     """Run the pipeline into `out`; returns the path of the HTML report."""
-    from .stages.evaluate import evaluate
-    from .evaluation.metrics import join_run, metrics_table, read_map_flags
-    from .model.bundle import Bundle
-    from .stages.explain import explain
-    from .io.dataset import Dataset
-    from .labels import DEFAULT_LABELS
-    from .stages.train import train
-    from .stages.predict import predict
+    from ..evaluation.metrics import join_run, metrics_table, read_map_flags
+    from ..io.dataset import Dataset
+    from ..labels import DEFAULT_LABELS
+    from ..model.bundle import Bundle
+    from ..plots.maps import write_map_figures
+    from ..synth.survey import make_survey
+    from .evaluate import evaluate
+    from .explain import explain
+    from .map import map as map_spectra
+    from .map import outlier_cnames
+    from .predict import predict
     from .prepare import PrepareSettings, prepare
-    from .report.html import report
-    from .plots.maps import write_map_figures
+    from .report import report
     from .select import select
-    from .stages.map import map as map_spectra, outlier_cnames
-    from .synth.survey import make_survey
+    from .train import train
 
     if preset not in DEMO_PRESETS:
         raise ValueError(f"unknown demo preset {preset!r}; choose one of {sorted(DEMO_PRESETS)}")

@@ -10,8 +10,8 @@ import logging
 
 import numpy as np
 
-from .io.dataset import Dataset, DatasetWriter
-from .labels import QualityCuts, add_relative_labels, float_column
+from ..io.dataset import Dataset, DatasetWriter
+from ..labels import QualityCuts, add_relative_labels, float_column
 
 log = logging.getLogger(__name__)
 

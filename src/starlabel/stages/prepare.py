@@ -39,11 +39,18 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-from .grid import Grid, Setup, resample
-from .io.catalogue import PREPARE_COLUMNS, read_catalogue
-from .io.dataset import MASK_NAN, MASK_REPAIRED, MASK_UNCOVERED, REJECT_COLUMNS, DatasetWriter, empty_rejects
-from .io.spectra import SPECTRUM_SUFFIXES, Spectrum, SpectrumError, read_spectrum
-from .labels import float_column
+from ..grid import Grid, Setup, resample
+from ..io.catalogue import PREPARE_COLUMNS, read_catalogue
+from ..io.dataset import (
+    MASK_NAN,
+    MASK_REPAIRED,
+    MASK_UNCOVERED,
+    REJECT_COLUMNS,
+    DatasetWriter,
+    empty_rejects,
+)
+from ..io.spectra import SPECTRUM_SUFFIXES, Spectrum, SpectrumError, read_spectrum
+from ..labels import float_column
 
 log = logging.getLogger(__name__)
 
