@@ -20,6 +20,7 @@ and the page says which ones are missing and which command makes them):
                                  correlation/ with correlation.csv, gradients_correlated.png)
       eval/                      `starlabel evaluate` (index.json, *.csv, *.png)
       summary.csv                `starlabel demo` (bias/scatter summary), optional
+      validate/                  `starlabel validate all` (validate.json, *_summary.csv, *.png)
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ details{margin:.5em 0}nav a{margin-right:1em}
 
 SECTIONS = (("provenance", "Run settings and provenance"), ("accuracy", "Accuracy and uncertainties"),
             ("figures", "Diagnostic figures"), ("map", "Similarity map and outliers"),
-            ("gradients", "Gradient sensitivity maps"))
+            ("gradients", "Gradient sensitivity maps"), ("validation", "Science validation (Sect. 5)"))
 
 
 def _esc(x) -> str:
@@ -266,8 +267,14 @@ def section_gradients(run: Path) -> str:
     return "".join(parts)
 
 
+def section_validation(run: Path) -> str:
+    from .validation import section  # RUN_DIR/validate/ (`starlabel validate all`)
+
+    return section(run)
+
+
 BUILDERS = {"provenance": section_provenance, "accuracy": section_accuracy, "figures": section_figures,
-            "map": section_map, "gradients": section_gradients}
+            "map": section_map, "gradients": section_gradients, "validation": section_validation}
 
 
 def render(run_dir) -> str:
