@@ -203,6 +203,8 @@ def test_missing_label_and_table_columns_are_named(mock):
         seismic(lab, cat, Table({"CNAME": ["x"]}))
     with pytest.raises(MissingColumnError, match="AGE"):
         read_ages(Table({"CNAME": ["x"], "T": [1.0]}))
+    with pytest.raises(MissingColumnError, match="VSINI"):
+        observed(lab, cat[[c for c in cat.colnames if c != "VSINI"]], truth)
     with pytest.raises(MissingColumnError, match="POP"):
         discs(lab, cat, truth=truth[["CNAME", "TEFF"]])
 

@@ -15,7 +15,7 @@ import numpy as np
 from astropy.table import Table
 
 from ..labels import QualityCuts
-from .common import LABELS, Validation, bias_scatter, catalogue_labels, fcol, inner_flags, require, strings
+from .common import LABELS, MissingColumnError, Validation, bias_scatter, catalogue_labels, fcol, inner_flags, require, strings
 
 
 def observed(labels: Table, catalogue: Table, truth: Table, cuts: QualityCuts | None = None,
@@ -35,7 +35,11 @@ def observed(labels: Table, catalogue: Table, truth: Table, cuts: QualityCuts | 
     kc = index_of(cname, strings(cat["CNAME"]))
     kt = index_of(cname, strings(truth["CNAME"]))
     sub = cat[np.maximum(kc, 0)]
-    masks = cuts.masks(sub)
+    try:
+        masks = cuts.masks(sub)
+    except KeyError as e:  # a cut's column (E_TEFF, VSINI, FE1, ...) is absent
+        raise MissingColumnError(f"validate observed: the catalogue has no column {e} needed by the training "
+                                 "cuts (switch that cut off in QualityCuts to go without it)") from None
     set_col = strings(labels["SET"]) if "SET" in labels.colnames else np.full(len(labels), "observed")
     is_obs = (set_col == "observed") & (kc >= 0)
     inner = inner_flags(labels)
