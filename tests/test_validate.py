@@ -58,12 +58,12 @@ def test_benchmark_epochs_share_a_name_with_own_cnames(mock):
 
 
 def test_new_validation_draws_leave_the_survey_unchanged():
-    t0, c0 = plan_survey(400, seed=1, benchmark_epochs=0)
-    t1, c1 = plan_survey(400, seed=1)
+    t0, c0 = plan_survey(1000, seed=1, benchmark_epochs=0)
+    t1, c1 = plan_survey(1000, seed=1)
     assert len(t1) == len(t0) + 3 * np.sum(t0["POP"] == "benchmark")
     for col in ("TEFF", "FEH", "SNR", "VRAD", "PARALLAX"):
         assert np.array_equal(np.asarray(c1[col][: len(c0)]), np.asarray(c0[col]), equal_nan=True)
-    assert len(plan_survey(50, seed=1)[0]) == 50  # small test surveys keep exactly n_stars rows
+    assert len(plan_survey(300, seed=1)[0]) == 300  # small test surveys keep exactly n_stars rows
 
 
 def test_seismic_subset_is_precise_giants(mock):

@@ -6,8 +6,8 @@
     DIR/seismic.fits                                   asteroseismic log g of some field giants (CNAME, LOGG, E_LOGG)
     DIR/ages_mock.fits                                 true ages + noise in UniDAM's columns (a stand-in for isochrone fits)
 
-Benchmark stars are observed several times (repeat rows at the end, sharing OBJECT; see
-`population.benchmark_epochs`), as the paper's benchmarks are.
+Benchmark stars of surveys with ≥ 1000 stars are observed several times (repeat rows at the end,
+sharing OBJECT; see `population.benchmark_epochs`), as the paper's benchmarks are.
     DIR/synth.json                                     the settings (a re-run with the same ones resumes)
 
 Observation model: catalogue S/N is log-normal (median ≈ 35, 10–300 with a tail); each quoted
@@ -49,6 +49,9 @@ TECH_CODES = ("10106-11-01-00", "10302-11-03-00", "11120-11-00-00")  # GES-like 
 PECULI_CODES = ("20020-11-03-00", "20010-11-03-00", "25000-11-00-00")  # SB2, SB1-like, emission-like
 
 
+EPOCHS_FROM_N_STARS = 1000  # surveys this large get repeat spectra of their benchmarks
+
+
 def native_wavelength(setup: str) -> np.ndarray:
     """The GIRAFFE native pixel grid of a setup (air Å, 0.05 Å/pixel)."""
     lo, hi, step = GIRAFFE_NATIVE[setup]
@@ -59,8 +62,8 @@ def plan_survey(n_stars: int, seed: int, benchmark_epochs: int | None = None) ->
     """(truth, catalogue) for the whole survey; the spectra are rendered from the truth rows.
 
     `benchmark_epochs` extra spectra of every benchmark star are appended as the last rows
-    (default: BENCHMARK_EPOCHS when the survey holds the full benchmark set, n_stars ≥ 200;
-    none for smaller test surveys, which keep exactly n_stars rows)."""
+    (default: BENCHMARK_EPOCHS for surveys of at least EPOCHS_FROM_N_STARS stars; none for smaller
+    test surveys, which keep exactly one catalogue row per star)."""
     truth = draw_population(n_stars, seed)
     rng = np.random.default_rng([seed, 2])
     n = len(truth)
@@ -93,7 +96,7 @@ def plan_survey(n_stars: int, seed: int, benchmark_epochs: int | None = None) ->
     truth["MG1"] = truth["MG_FE"] + truth["FE_H"] + SOLAR_GAS07["Mg"]
     truth["AL1"] = truth["AL_FE"] + truth["FE_H"] + SOLAR_GAS07["Al"]
     cat = _catalogue(truth, rng, defects)
-    epochs = (BENCHMARK_EPOCHS if n_stars >= 200 else 0) if benchmark_epochs is None else benchmark_epochs
+    epochs = (BENCHMARK_EPOCHS if n_stars >= EPOCHS_FROM_N_STARS else 0) if benchmark_epochs is None else benchmark_epochs
     if epochs > 0 and bench.any():
         truth, cat = _add_benchmark_epochs(truth, cat, seed, epochs)
     return truth, cat
