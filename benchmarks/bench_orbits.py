@@ -35,6 +35,7 @@ def main(argv=None):
     p.add_argument("--cores", type=int, default=1)
     p.add_argument("--chunk", type=int, default=2500)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rtol", type=float, default=1e-6, help="dop853_c relative tolerance (0: galpy's default)")
     args = p.parse_args(argv)
 
     from starlabel.synth.survey import plan_survey
@@ -50,7 +51,8 @@ def main(argv=None):
         have += int(ok.sum())
         k += 1
     x = np.vstack(cols)[: args.n]
-    settings = OrbitSettings(integrate_gyr=args.gyr, n_steps=args.steps, numcores=args.cores, chunk=args.chunk)
+    settings = OrbitSettings(integrate_gyr=args.gyr, n_steps=args.steps, numcores=args.cores, chunk=args.chunk,
+                             rtol=args.rtol or None, atol=args.rtol * 1e-2 if args.rtol else None)
     print(f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}; cpus: {os.cpu_count()}")
     print(f"before: {uptime()}")
     t0 = time.perf_counter()
@@ -58,7 +60,7 @@ def main(argv=None):
     dt = time.perf_counter() - t0
     print(f"after:  {uptime()}")
     print(f"{len(x)} orbits, {args.gyr:g} Gyr, {args.steps} stored steps, method {settings.method}, "
-          f"numcores {args.cores}, chunk {args.chunk}: {dt:.1f} s ({1000 * dt / len(x):.1f} ms per orbit); "
+          f"numcores {args.cores}, chunk {args.chunk}, rtol {settings.rtol}: {dt:.1f} s ({1000 * dt / len(x):.1f} ms per orbit); "
           f"extrapolated to 10 000 stars: {dt / len(x) * 1e4 / 60:.1f} min")
     print(f"eccentricity: median {np.nanmedian(ecc):.3f}, finite {np.isfinite(ecc).mean():.1%}")
 

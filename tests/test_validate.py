@@ -175,8 +175,8 @@ def test_observed_accuracy_by_reason(mock):
     v = observed(lab, cat, truth)
     s = v.summary
     groups = set(s["group"])
-    assert {"fails: S/N >= 30", "fails: no TECH/PECULI flag", "all observed"} <= groups
-    row = s[(s["group"] == "fails: S/N >= 30") & (s["region"] == "all") & (s["label"] == "TEFF")][0]
+    assert {"fails cut: S/N >= 30", "fails cut: no TECH/PECULI flag", "all observed"} <= groups
+    row = s[(s["group"] == "fails cut: S/N >= 30") & (s["region"] == "all") & (s["label"] == "TEFF")][0]
     assert row["n"] > 100 and abs(row["scatter_truth"] - 60) < 10  # the planted noise
     assert row["scatter_catalogue"] > row["scatter_truth"]  # the catalogue is noisier at low S/N
     assert {"inner", "outer"} <= set(s["region"])

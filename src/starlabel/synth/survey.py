@@ -374,7 +374,8 @@ def make_survey(out: str | Path, n_stars: int, seed: int = 0, workers: int = 2, 
         seismic_subset(truth, seed).write(tmp, format="fits")
     with atomic_path(out / "ages_mock.fits") as tmp:  # true ages + noise in UniDAM's columns (validate ages)
         mock_isochrone_ages(truth, seed).write(tmp, format="fits")
-    summary = {"stars": len(truth), "spectra": int(sum(2 - bool(m) for m in truth["MISSING_SETUP"])),
+    summary = {"stars": int(n_stars), "repeat_epochs": len(truth) - int(n_stars),  # benchmark re-observations
+               "spectra": int(sum(2 - bool(m) for m in truth["MISSING_SETUP"])),
                "pathological": int(np.sum(truth["PATHOLOGICAL"])), "out": str(out)}
     log.info("mock survey: %(stars)d stars, %(spectra)d spectra, %(pathological)d pathological → %(out)s", summary)
     return summary

@@ -46,7 +46,7 @@ def observed(labels: Table, catalogue: Table, truth: Table, cuts: QualityCuts | 
     groups = {"training candidates (reference)": (set_col == "train") & (kc >= 0)}
     any_fail = np.zeros(len(labels), bool)
     for name, ok in masks:
-        groups[f"fails: {name}"] = is_obs & ~ok
+        groups[f"fails cut: {name}"] = is_obs & ~ok
         any_fail |= ~ok
     groups["passes all cuts (map outlier)"] = is_obs & ~any_fail
     groups["all observed"] = is_obs

@@ -2,7 +2,7 @@
 
 Orbits are integrated for 5 Gyr in galpy's `MWPotential2014` from the catalogue's RA, DEC,
 PARALLAX, PMRA, PMDEC and VRAD (as the paper, from Gaia EDR3 astrometry), with galpy's C
-integrator ('dop853_c') over one vectorised `Orbit` array per chunk of `chunk` stars (one array
+integrator ('dop853_c', relative tolerance 1e-6) over one vectorised `Orbit` array per chunk of `chunk` stars (one array
 for the usual sample; chunks bound the memory of the stored time steps). Stars with a
 non-positive parallax or σϖ/ϖ > `max_rel_parallax_error` are dropped, as in the paper; the
 distance is 1/ϖ. The eccentricity is galpy's (r_apo − r_peri)/(r_apo + r_peri) from the
@@ -39,6 +39,10 @@ class OrbitSettings:
     vo: float = 232.8  # km/s
     solarmotion: tuple[float, float, float] = (-12.9, 245.6 - 232.8, 7.78)  # galpy's [-U, V, W] w.r.t. vo
     method: str = "dop853_c"
+    # dop853_c tolerances: galpy's defaults are ~3.6x slower; on 200 mock stars over 5 Gyr these change
+    # e by at most 7e-4 (benchmarks/bench_orbits.py; None = galpy's default)
+    rtol: float | None = 1e-6
+    atol: float | None = 1e-8
     numcores: int = 1
 
 
@@ -58,7 +62,8 @@ def eccentricities(ra, dec, parallax, pmra, pmdec, vrad, settings: OrbitSettings
         vxvv = np.column_stack([cols[0][k], cols[1][k], 1.0 / cols[2][k], cols[3][k], cols[4][k], cols[5][k]])
         o = Orbit(vxvv, radec=True, ro=settings.ro, zo=settings.zo, vo=settings.vo,
                   solarmotion=list(settings.solarmotion))
-        o.integrate(ts, MWPotential2014, method=settings.method, numcores=settings.numcores, progressbar=False)
+        o.integrate(ts, MWPotential2014, method=settings.method, numcores=settings.numcores, progressbar=False,
+                    rtol=settings.rtol, atol=settings.atol)
         e[k] = o.e()
     return e
 
