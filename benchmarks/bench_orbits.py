@@ -60,7 +60,8 @@ def main(argv=None):
     dt = time.perf_counter() - t0
     print(f"after:  {uptime()}")
     print(f"{len(x)} orbits, {args.gyr:g} Gyr, {args.steps} stored steps, method {settings.method}, "
-          f"numcores {args.cores}, chunk {args.chunk}, rtol {settings.rtol}: {dt:.1f} s ({1000 * dt / len(x):.1f} ms per orbit); "
+          f"numcores {args.cores}, chunk {args.chunk}, rtol {settings.rtol}: {dt:.1f} s "
+          f"({1000 * dt / len(x):.1f} ms per orbit); "
           f"extrapolated to 10 000 stars: {dt / len(x) * 1e4 / 60:.1f} min")
     print(f"eccentricity: median {np.nanmedian(ecc):.3f}, finite {np.isfinite(ecc).mean():.1%}")
 

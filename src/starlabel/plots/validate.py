@@ -189,7 +189,8 @@ def orbits_figure(v) -> Figure:
         if np.isfinite(r["slope_ecc_feh"]):
             xx = np.linspace(np.nanmin(t["FE_H_CNN"][m]), np.nanmax(t["FE_H_CNN"][m]), 10)
             ax.plot(xx, r["intercept"] + r["slope_ecc_feh"] * xx, color=c, lw=2,
-                    label=f"{p}: Δe/Δ[Fe/H] = {r['slope_ecc_feh']:+.2f} ± {r['slope_err']:.2f}, ⟨e⟩ {r['ecc_mean']:.2f}")
+                    label=f"{p}: Δe/Δ[Fe/H] = {r['slope_ecc_feh']:+.2f} ± {r['slope_err']:.2f}, "
+                          f"⟨e⟩ {r['ecc_mean']:.2f}")
     if not len(s):
         _no_data(ax)
     ax.set_xlabel("[Fe/H] (CNN)")

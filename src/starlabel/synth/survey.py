@@ -4,7 +4,7 @@
     DIR/catalogue.fits                                 GES iDR column names, truth + measurement scatter
     DIR/truth.fits                                     true labels and the defects planted in each star
     DIR/seismic.fits                                   asteroseismic log g of some field giants (CNAME, LOGG, E_LOGG)
-    DIR/ages_mock.fits                                 true ages + noise in UniDAM's columns (a stand-in for isochrone fits)
+    DIR/ages_mock.fits                                 true ages + noise in UniDAM's columns (stand-in for isochrones)
 
 Benchmark stars of surveys with ≥ 1000 stars are observed several times (repeat rows at the end,
 sharing OBJECT; see `population.benchmark_epochs`), as the paper's benchmarks are.
@@ -96,7 +96,9 @@ def plan_survey(n_stars: int, seed: int, benchmark_epochs: int | None = None) ->
     truth["MG1"] = truth["MG_FE"] + truth["FE_H"] + SOLAR_GAS07["Mg"]
     truth["AL1"] = truth["AL_FE"] + truth["FE_H"] + SOLAR_GAS07["Al"]
     cat = _catalogue(truth, rng, defects)
-    epochs = (BENCHMARK_EPOCHS if n_stars >= EPOCHS_FROM_N_STARS else 0) if benchmark_epochs is None else benchmark_epochs
+    epochs = benchmark_epochs
+    if epochs is None:
+        epochs = BENCHMARK_EPOCHS if n_stars >= EPOCHS_FROM_N_STARS else 0
     if epochs > 0 and bench.any():
         truth, cat = _add_benchmark_epochs(truth, cat, seed, epochs)
     return truth, cat

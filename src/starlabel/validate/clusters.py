@@ -100,7 +100,9 @@ def clusters(labels: Table, catalogue: Table, centres: Table | None = None,
         member[m] = name
         sep_all[m] = sep[m]
         r = {"cluster": name, "n_members": int(m.sum()), "n_inner": int((m & inner_flags(j)).sum())}
-        sources = (("cnn", "", "_CNN"), ("catalogue", "CAT_", "")) + ((("truth", "TRUE_", ""),) if truth is not None else ())
+        sources = [("cnn", "", "_CNN"), ("catalogue", "CAT_", "")]
+        if truth is not None:
+            sources.append(("truth", "TRUE_", ""))
         for src, pre, suf in sources:
             f_, mg, al = (fcol(j, f"{pre}{x}{suf}")[m] for x in ("FE_H", "MG_FE", "AL_FE"))
             r[f"feh_mean_{src}"] = float(np.nanmean(f_)) if np.isfinite(f_).any() else np.nan
@@ -130,7 +132,8 @@ def clusters(labels: Table, catalogue: Table, centres: Table | None = None,
         summary.meta["precision"] = float(hit.sum() / keep.sum()) if keep.any() else np.nan
         summary["recall"] = [float(np.sum(hit & (member == c)) / max(1, np.sum(true_gc & _truth_cluster(j, truth, c))))
                              for c in summary["cluster"]]
-        summary["precision"] = [float(np.sum(hit & (member == c)) / max(1, np.sum(member == c))) for c in summary["cluster"]]
+        summary["precision"] = [float(np.sum(hit & (member == c)) / max(1, np.sum(member == c)))
+                                for c in summary["cluster"]]
     meta = {"analysis": "clusters", **{f"cut_{k}": (v if v is not None else "centres table RADIUS_DEG")
                                        for k, v in asdict(cuts).items()},
             "membership": "separation <= radius AND |VRAD - RV| <= rv_tol AND |[Fe/H] - [Fe/H]_cl| <= feh_tol",

@@ -15,7 +15,8 @@ import numpy as np
 from astropy.table import Table
 
 from ..labels import QualityCuts
-from .common import LABELS, MissingColumnError, Validation, bias_scatter, catalogue_labels, fcol, inner_flags, require, strings
+from .common import (LABELS, MissingColumnError, Validation, bias_scatter, catalogue_labels, fcol, inner_flags,
+                     require, strings)
 
 
 def observed(labels: Table, catalogue: Table, truth: Table, cuts: QualityCuts | None = None,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -62,8 +63,10 @@ def eccentricities(ra, dec, parallax, pmra, pmdec, vrad, settings: OrbitSettings
         vxvv = np.column_stack([cols[0][k], cols[1][k], 1.0 / cols[2][k], cols[3][k], cols[4][k], cols[5][k]])
         o = Orbit(vxvv, radec=True, ro=settings.ro, zo=settings.zo, vo=settings.vo,
                   solarmotion=list(settings.solarmotion))
-        o.integrate(ts, MWPotential2014, method=settings.method, numcores=settings.numcores, progressbar=False,
-                    rtol=settings.rtol, atol=settings.atol)
+        with warnings.catch_warnings():  # galpy announces its C integrator on every call
+            warnings.filterwarnings("ignore", message="Using C implementation")
+            o.integrate(ts, MWPotential2014, method=settings.method, numcores=settings.numcores, progressbar=False,
+                        rtol=settings.rtol, atol=settings.atol)
         e[k] = o.e()
     return e
 
