@@ -28,7 +28,8 @@ _API = {
     # the pipeline verbs: files in, files out
     "synth": "stages.synth", "prepare": "stages.prepare", "select": "stages.select", "map": "stages.map",
     "train": "stages.train", "predict": "stages.predict", "explain": "stages.explain",
-    "evaluate": "stages.evaluate", "report": "stages.report", "demo": "stages.demo",
+    "evaluate": "stages.evaluate", "validate": "stages.validate", "report": "stages.report",
+    "demo": "stages.demo",
 }
 __all__ = sorted(_API)
 

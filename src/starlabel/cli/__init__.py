@@ -14,7 +14,7 @@ import sys
 
 from .. import __version__
 
-VERBS = ("synth", "prepare", "select", "map", "train", "predict", "explain", "evaluate", "report", "demo")
+VERBS = ("synth", "prepare", "select", "map", "train", "predict", "explain", "evaluate", "validate", "report", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

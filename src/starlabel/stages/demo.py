@@ -1,7 +1,7 @@
 """`demo`: the whole pipeline on the embedded mock Gaia-ESO survey, end to end.
 
 synth → prepare → select → map (outliers) → select without outliers → train → predict
-→ PCA+ridge baseline → evaluate → explain → report. Every stage writes its own file
+→ PCA+ridge baseline → evaluate → validate (Sect. 5) → explain → report. Every stage writes its own file
 into RUN_DIR (the layout `starlabel report` reads), and a stage whose output already
 exists is skipped, so an interrupted demo resumes where it stopped.
 """
@@ -190,6 +190,14 @@ def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | No
         evaluate(out / "model", out / "sets.h5", out / "labels.fits", out / "eval", map_path=out / "map.h5",
                  truth_path=survey / "truth.fits")
     lap("evaluate")
+    if _step("validate", out / "validate" / "validate.json", echo):
+        from .validate import validate as validate_all
+
+        extra = {k: survey / f for k, f in (("seismic", "seismic.fits"), ("ages", "ages_mock.fits"))
+                 if (survey / f).exists()}
+        validate_all(out / "labels.fits", survey / "catalogue.fits", out / "validate", truth=survey / "truth.fits",
+                     model_dir=out / "model", echo=echo, **extra)
+    lap("validate")
     if _step("explain", out / "explain" / "explain.h5", echo):
         explain(out / "model", out / "sets.h5", out / "explain" / "explain.h5", which="test",
                 n_max=p.explain_spectra, seed=seed)

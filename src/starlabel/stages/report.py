@@ -20,6 +20,7 @@ and the page says which ones are missing and which command makes them):
                                  correlation/ with correlation.csv, gradients_correlated.png)
       eval/                      `starlabel evaluate` (index.json, *.csv, *.png)
       summary.csv                `starlabel demo` (bias/scatter summary), optional
+      validate/                  `starlabel validate all` (validate.json, *_summary.csv, *.png)
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ details{margin:.5em 0}nav a{margin-right:1em}
 
 SECTIONS = (("provenance", "Run settings and provenance"), ("accuracy", "Accuracy and uncertainties"),
             ("figures", "Diagnostic figures"), ("map", "Similarity map and outliers"),
-            ("gradients", "Gradient sensitivity maps"))
+            ("gradients", "Gradient sensitivity maps"), ("validation", "Science validation (Sect. 5)"))
 
 
 def _esc(x) -> str:
@@ -271,8 +272,39 @@ def section_gradients(run: Path) -> str:
     return "".join(parts)
 
 
+VALIDATION_TITLES = {"benchmarks": "Benchmark stars (Fig. 13)", "seismic": "Asteroseismic log g (Fig. 14)",
+          "clusters": "Globular clusters (Figs. 15, 16)", "discs": "Thin and thick disc (Fig. 17)",
+          "orbits": "Orbits (Fig. 18)", "ages": "Ages of turn-off stars", "observed": "Accuracy per observed subgroup"}
+
+
+def section_validation(run: Path) -> str:
+    """RUN_DIR/validate/ as written by `starlabel validate all`."""
+    d = Path(run) / "validate"
+    if not (d / "validate.json").exists():
+        return missing("validate/validate.json", "Run `starlabel validate all LABELS.fits CATALOGUE.fits "
+                       "--out RUN_DIR/validate` (the demo does).")
+    results = json.loads((d / "validate.json").read_text())
+    parts = []
+    for name, r in results.items():
+        parts.append(f"<h3>{_esc(VALIDATION_TITLES.get(name, name))}</h3>")
+        if r.get("status") != "done":
+            parts.append(missing(name, f"{r.get('status')}: {r.get('reason', '')}"))
+            continue
+        files = r.get("files", {})
+        summary = d / f"{name}_summary.csv"
+        if summary.exists():
+            parts.append(csv_table(summary, max_rows=60))
+        for f, caption in files.items():
+            if f.endswith(".png") and (d / f).exists():
+                parts.append(figure(d / f, caption))
+        meta = {k: v for k, v in r.get("meta", {}).items()}
+        parts.append(f"<details><summary>cuts and settings</summary><pre>{_esc(json.dumps(meta, indent=1))}</pre>"
+                     "</details>")
+    return "".join(parts)
+
+
 BUILDERS = {"provenance": section_provenance, "accuracy": section_accuracy, "figures": section_figures,
-            "map": section_map, "gradients": section_gradients}
+            "map": section_map, "gradients": section_gradients, "validation": section_validation}
 
 
 def render(run_dir) -> str:

@@ -269,3 +269,79 @@ def _benchmarks(rng, n: int) -> Table:
                   "PARALLAX": col(10), "PMRA": col(11), "PMDEC": col(12), "VRAD": col(8),
                   "V_R": np.full(n, np.nan), "V_PHI": np.full(n, np.nan), "V_Z": np.full(n, np.nan),
                   "VSINI": col(9)})
+
+
+# ----------------------------------------------------------------------------- validation subsets
+# Drawn from their own random streams ([seed, 5] and [seed, 6]) so that adding them leaves every
+# earlier draw of the population and the survey unchanged.
+
+BENCHMARK_EPOCHS = 3  # extra epochs per benchmark star (the paper validates with repeat spectra)
+EPOCH_RV_JITTER = 1.0  # km/s: epoch-to-epoch change of the true RV (wavelength calibration, orbits)
+
+
+def benchmark_epochs(truth: Table, seed: int, epochs: int = BENCHMARK_EPOCHS) -> Table:
+    """Repeat observations of the benchmark stars: `epochs` extra truth rows per benchmark.
+
+    Each row keeps the star's labels and OBJECT name but gets its own CNAME, made from
+    coordinates moved by one CNAME digit (0.01 s in RA, i.e. ≤ 0.15″, and/or 0.1″ in DEC),
+    and its own true RV (jitter EPOCH_RV_JITTER). Validation groups repeats by OBJECT.
+    """
+    rng = np.random.default_rng([seed, 5])
+    bench = truth[np.asarray(truth["POP"]) == "benchmark"]
+    if epochs <= 0 or len(bench) == 0:
+        return bench[:0]
+    rep = bench[np.repeat(np.arange(len(bench)), epochs)]
+    k = np.tile(np.arange(epochs), len(bench))
+    steps = [(0, 1), (1, 0), (0, -1), (-1, 0), (1, 1), (-1, -1), (1, -1), (-1, 1)]
+    d_ra = np.array([steps[i % len(steps)][0] for i in k]) * 0.01 * 15 / 3600  # deg (0.01 s of time)
+    d_dec = np.array([steps[i % len(steps)][1] for i in k]) * 0.1 / 3600  # deg (0.1″)
+    rep["RA"] = np.mod(np.asarray(rep["RA"], float) + d_ra, 360.0)
+    rep["DEC"] = np.asarray(rep["DEC"], float) + d_dec
+    rep["VRAD"] = np.asarray(rep["VRAD"], float) + rng.normal(0, EPOCH_RV_JITTER, len(rep))
+    taken = set(np.asarray(truth["CNAME"]).astype(str))
+    names = []
+    for c in cname(rep["RA"], rep["DEC"]):
+        c = str(c)
+        while c in taken:  # a collision (rounding): step the last DEC digit on
+            c = c[:-1] + str((int(c[-1]) + 1) % 10)
+        taken.add(c)
+        names.append(c)
+    rep["CNAME"] = names
+    return rep
+
+
+def seismic_subset(truth: Table, seed: int, fraction: float = 0.25, sigma=(0.01, 0.03)) -> Table:
+    """An asteroseismic log g table for a random `fraction` of the field red giants.
+
+    Format of the GES × CoRoT master list: CNAME, LOGG, E_LOGG (σ drawn uniformly in `sigma`,
+    the precision of CoRoT/Kepler scaling relations), plus TEFF_SEIS/GES_TYPE for context.
+    """
+    rng = np.random.default_rng([seed, 6])
+    n = len(truth)
+    pop = np.asarray(truth["POP"]).astype(str)
+    giant = np.isin(pop, ("thin", "thick", "halo")) & (np.asarray(truth["LOGG"]) < 3.3)
+    pick = giant & (rng.random(n) < fraction)
+    sig = rng.uniform(sigma[0], sigma[1], n)
+    logg = np.asarray(truth["LOGG"], float) + rng.normal(0, 1, n) * sig
+    t = Table({"CNAME": np.asarray(truth["CNAME"])[pick], "GES_TYPE": np.full(int(pick.sum()), "CoRoT"),
+               "LOGG": np.round(logg[pick], 3).astype(np.float32),
+               "E_LOGG": np.round(sig[pick], 3).astype(np.float32)})
+    t.meta["ORIGIN"] = "starlabel mock asteroseismic log g"
+    t.meta["SEED"] = seed
+    return t
+
+
+def mock_isochrone_ages(truth: Table, seed: int, sigma_log_age: float = 0.08) -> Table:
+    """A stand-in for isochrone-fitting output, in UniDAM's columns: id (= CNAME), age_mean and
+    age_err as log10(age/yr) — the true age plus Gaussian noise of `sigma_log_age` dex.
+
+    Only for exercising `validate ages` on the mock (starlabel fits no isochrones); stars without a
+    true age (benchmarks) are left out."""
+    rng = np.random.default_rng([seed, 7])
+    age = np.asarray(truth["AGE"], float)
+    ok = np.isfinite(age) & (age > 0)
+    log_age = np.log10(age[ok] * 1e9) + rng.normal(0, sigma_log_age, int(ok.sum()))
+    t = Table({"id": np.asarray(truth["CNAME"])[ok], "age_mean": np.round(log_age, 3),
+               "age_err": np.full(int(ok.sum()), sigma_log_age)})
+    t.meta["ORIGIN"] = "starlabel mock: true ages + noise in UniDAM's columns (not an isochrone fit)"
+    return t

@@ -3,6 +3,11 @@
     DIR/spectra/<CNAME>_HR10.fits, <CNAME>_HR21.fits   native grids, Doppler-shifted, noisy, with defects
     DIR/catalogue.fits                                 GES iDR column names, truth + measurement scatter
     DIR/truth.fits                                     true labels and the defects planted in each star
+    DIR/seismic.fits                                   asteroseismic log g of some field giants (CNAME, LOGG, E_LOGG)
+    DIR/ages_mock.fits                                 true ages + noise in UniDAM's columns (stand-in for isochrones)
+
+Benchmark stars of surveys with ≥ 1000 stars are observed several times (repeat rows at the end,
+sharing OBJECT; see `population.benchmark_epochs`), as the paper's benchmarks are.
     DIR/synth.json                                     the settings (a re-run with the same ones resumes)
 
 Observation model: catalogue S/N is log-normal (median ≈ 35, 10–300 with a tail); each quoted
@@ -32,7 +37,7 @@ from ..grid import GIRAFFE_NATIVE, GIRAFFE_RESOLUTION
 from ..io.atomic import atomic_path
 from ..labels import SOLAR_GAS07
 from . import engine
-from .population import draw_population
+from .population import BENCHMARK_EPOCHS, benchmark_epochs, draw_population, mock_isochrone_ages, seismic_subset
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +49,21 @@ TECH_CODES = ("10106-11-01-00", "10302-11-03-00", "11120-11-00-00")  # GES-like 
 PECULI_CODES = ("20020-11-03-00", "20010-11-03-00", "25000-11-00-00")  # SB2, SB1-like, emission-like
 
 
+EPOCHS_FROM_N_STARS = 1000  # surveys this large get repeat spectra of their benchmarks
+
+
 def native_wavelength(setup: str) -> np.ndarray:
     """The GIRAFFE native pixel grid of a setup (air Å, 0.05 Å/pixel)."""
     lo, hi, step = GIRAFFE_NATIVE[setup]
     return lo + step * np.arange(int(round((hi - lo) / step)) + 1)
 
 
-def plan_survey(n_stars: int, seed: int) -> tuple[Table, Table]:
-    """(truth, catalogue) for the whole survey; the spectra are rendered from the truth rows."""
+def plan_survey(n_stars: int, seed: int, benchmark_epochs: int | None = None) -> tuple[Table, Table]:
+    """(truth, catalogue) for the whole survey; the spectra are rendered from the truth rows.
+
+    `benchmark_epochs` extra spectra of every benchmark star are appended as the last rows
+    (default: BENCHMARK_EPOCHS for surveys of at least EPOCHS_FROM_N_STARS stars; none for smaller
+    test surveys, which keep exactly one catalogue row per star)."""
     truth = draw_population(n_stars, seed)
     rng = np.random.default_rng([seed, 2])
     n = len(truth)
@@ -83,7 +95,32 @@ def plan_survey(n_stars: int, seed: int) -> tuple[Table, Table]:
     truth["FE1"] = truth["FE_H"] + SOLAR_GAS07["Fe"]
     truth["MG1"] = truth["MG_FE"] + truth["FE_H"] + SOLAR_GAS07["Mg"]
     truth["AL1"] = truth["AL_FE"] + truth["FE_H"] + SOLAR_GAS07["Al"]
-    return truth, _catalogue(truth, rng, defects)
+    cat = _catalogue(truth, rng, defects)
+    epochs = benchmark_epochs
+    if epochs is None:
+        epochs = BENCHMARK_EPOCHS if n_stars >= EPOCHS_FROM_N_STARS else 0
+    if epochs > 0 and bench.any():
+        truth, cat = _add_benchmark_epochs(truth, cat, seed, epochs)
+    return truth, cat
+
+
+def _add_benchmark_epochs(truth: Table, cat: Table, seed: int, epochs: int) -> tuple[Table, Table]:
+    """Append repeat spectra of the benchmarks (own random stream: earlier rows are unchanged).
+
+    Each epoch has its own S/N (log-uniform 20–200), true RV and CNAME; clean spectra."""
+    from astropy.table import vstack
+
+    rep = benchmark_epochs(truth, seed, epochs)
+    rng = np.random.default_rng([seed, 5, 1])
+    n = len(rep)
+    snr = np.exp(rng.uniform(np.log(20), np.log(200), n))
+    rep["SNR_HR10"] = np.round(snr * rng.lognormal(0, 0.08, n), 1)
+    rep["SNR_HR21"] = np.round(snr * rng.lognormal(0.05, 0.08, n), 1)
+    rep["MISSING_SETUP"] = np.full(n, "", dtype="<U4")
+    rep["DEFECTS"] = np.full(n, "", dtype=truth["DEFECTS"].dtype)
+    rep["PATHOLOGICAL"] = np.zeros(n, bool)
+    rep_cat = _catalogue(rep, rng, [[] for _ in range(n)])
+    return vstack([truth, rep]), vstack([cat, rep_cat])
 
 
 def _catalogue(truth: Table, rng, defects) -> Table:
@@ -335,7 +372,12 @@ def make_survey(out: str | Path, n_stars: int, seed: int = 0, workers: int = 2, 
         truth.write(tmp, format="fits")
     with atomic_path(out / "catalogue.fits") as tmp:
         cat.write(tmp, format="fits")
-    summary = {"stars": len(truth), "spectra": int(sum(2 - bool(m) for m in truth["MISSING_SETUP"])),
+    with atomic_path(out / "seismic.fits") as tmp:  # asteroseismic log g of some giants (validate seismic)
+        seismic_subset(truth, seed).write(tmp, format="fits")
+    with atomic_path(out / "ages_mock.fits") as tmp:  # true ages + noise in UniDAM's columns (validate ages)
+        mock_isochrone_ages(truth, seed).write(tmp, format="fits")
+    summary = {"stars": int(n_stars), "repeat_epochs": len(truth) - int(n_stars),  # benchmark re-observations
+               "spectra": int(sum(2 - bool(m) for m in truth["MISSING_SETUP"])),
                "pathological": int(np.sum(truth["PATHOLOGICAL"])), "out": str(out)}
     log.info("mock survey: %(stars)d stars, %(spectra)d spectra, %(pathological)d pathological → %(out)s", summary)
     return summary
