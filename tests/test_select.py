@@ -57,11 +57,11 @@ def test_select_writes_train_and_observed(tmp_path):
     cat = Table(rows=rows)
     flux = np.random.default_rng(0).normal(1, 0.01, (4, grid.n_pixels)).astype("f4")
     src = write_dataset(tmp_path / "d.h5", grid, flux, np.zeros_like(flux, "u1"), cat)
-    out, _ = select(src, tmp_path / "sets.h5", echo=lambda *a: None)
+    out, _ = select(src, tmp_path / "sets.h5")
     ds = Dataset(out)
     assert list(ds.catalogue["CNAME"]) == ["t1", "t2", "o1"]
     assert list(ds.catalogue["SET"]) == ["train", "train", "observed"]
     assert np.array_equal(ds.read(ds.rows(SET="observed")), flux[[2]])
     # outliers are excluded from training
-    out2, _ = select(src, tmp_path / "sets2.h5", exclude_cnames=["t2"], echo=lambda *a: None)
+    out2, _ = select(src, tmp_path / "sets2.h5", exclude_cnames=["t2"])
     assert list(Dataset(out2).catalogue["SET"]) == ["train", "observed", "observed"]

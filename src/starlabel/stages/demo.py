@@ -168,14 +168,14 @@ def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | No
                 PrepareSettings(workers=workers))
     lap("prepare")
     if _step("select (training candidates)", out / "candidates.h5", echo):
-        select(out / "dataset.h5", out / "candidates.h5", echo=echo)
+        select(out / "dataset.h5", out / "candidates.h5")
     if _step("similarity map", out / "map.h5", echo):
         m = map_spectra(out / "candidates.h5", out / "map.h5", seed=seed)
         cand = Dataset(out / "candidates.h5")
         write_map_figures(m, out / "map_figures", "map", read=cand.read, wavelength=cand.wavelength)
     lap("map")
     if _step("select without map outliers", out / "sets.h5", echo):
-        select(out / "dataset.h5", out / "sets.h5", exclude_cnames=outlier_cnames(out / "map.h5"), echo=echo)
+        select(out / "dataset.h5", out / "sets.h5", exclude_cnames=outlier_cnames(out / "map.h5"))
     lap("select")
     if _step(f"train ({p.train_preset} preset, best {keep} of {runs} runs)", out / "model" / "manifest.json", echo):
         train(out / "sets.h5", out / "model", labels=DEFAULT_LABELS, runs=runs, keep=keep,

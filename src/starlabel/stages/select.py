@@ -28,7 +28,7 @@ def apply_cuts(table, cuts: QualityCuts) -> tuple[np.ndarray, list[tuple[str, in
 
 
 def select(dataset_path, out, cuts: QualityCuts | None = None, exclude_cnames=(),
-           chunk: int = 1024, echo=print):
+           chunk: int = 1024):
     """Write SETS.h5: the dataset rows of the training candidates and the observed set.
 
     The catalogue gains FE_H, MG_FE, AL_FE (+ errors) and a SET column ('train'/'observed').
@@ -46,11 +46,11 @@ def select(dataset_path, out, cuts: QualityCuts | None = None, exclude_cnames=()
     with np.errstate(invalid="ignore"):
         observed = ~train & (float_column(cat, "SNR") >= cuts.observed_min_snr)
     keep = np.flatnonzero(train | observed)
-    echo(f"{len(cat)} spectra in {ds.path.name}")
+    log.info("%d spectra in %s", len(cat), ds.path.name)
     width = max(len(r[0]) for r in report) if report else 10
     for name, removed, remaining in report:
-        echo(f"  {name:<{width}}  removes {removed:6d}   leaves {remaining:6d}")
-    echo(f"training candidates: {int(train.sum())}; observed set (S/N >= {cuts.observed_min_snr:g}): "
+        log.info(f"  {name:<{width}}  removes {removed:6d}   leaves {remaining:6d}")
+    log.info(f"training candidates: {int(train.sum())}; observed set (S/N >= {cuts.observed_min_snr:g}): "
          f"{int(observed.sum())}; dropped (S/N < {cuts.observed_min_snr:g} or no S/N): {len(cat) - len(keep)}")
     out_cat = cat[keep]
     out_cat["SET"] = np.where(train[keep], "train", "observed")
