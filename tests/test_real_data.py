@@ -106,3 +106,70 @@ def test_solar_continuum_is_near_one(sun_dataset):
     flux = sun_dataset.read()[0]
     for name, sl in sun_dataset.grid.slices().items():
         assert np.percentile(flux[sl], 95) == pytest.approx(1.0, abs=0.03), name
+
+
+# ---------------------------------------------------------------- a real Gaia-ESO CASU product
+# gir_19235180+0048006_H875.7.fit: GES DR1 GIRAFFE HR21, CoRoT field star (from thibaultmerle/pspec)
+
+GES_CNAME = "19235180+0048006"
+CA_II = (8498.02, 8542.09, 8662.14)  # air rest wavelengths [Å]
+
+
+@pytest.fixture(scope="module")
+def ges_file(shared_data):
+    return shared_data / "spectra" / "ges_giraffe" / f"gir_{GES_CNAME}_H875.7.fit"
+
+
+def test_real_ges_product_is_read_from_its_normalised_extensions(ges_file, tmp_path):
+    import gzip
+    import warnings
+
+    from astropy.io import fits
+
+    from starlabel.io.spectra import pop_library_warnings, read_spectrum
+
+    pop_library_warnings()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing may reach the user per file
+        spec = read_spectrum(ges_file)
+        (tmp_path / "g.fit.gz").write_bytes(gzip.compress(ges_file.read_bytes()))
+        via_astropy = read_spectrum(tmp_path / "g.fit.gz")  # the astropy path (gzip)
+    with fits.open(ges_file) as h:
+        final, final_ivar, norm = (np.asarray(h[e].data, float) for e in
+                                   ("final_spectrum", "final_ivar", "normalised_spectrum"))
+    assert spec.cname == GES_CNAME and spec.setup == "HR21" and spec.normalised is True
+    assert spec.vrad == pytest.approx(15.637, abs=1e-3)  # velclass VEL
+    assert np.array_equal(spec.flux, norm) and spec.wave[0] == 8475.0 and spec.wave[-1] == pytest.approx(8982.0)
+    # the error comes from the inverse variance: 1/sqrt(final_ivar) scaled by the continuum
+    # (this CASU version's normalised_ivar is final_ivar × continuum, see io.spectra)
+    assert np.allclose(spec.error, 1 / np.sqrt(final_ivar) * norm / final, rtol=1e-5)
+    assert np.median(spec.flux / spec.error) == pytest.approx(58.6, rel=0.1)  # velclass S_N
+    assert np.array_equal(via_astropy.flux, spec.flux) and np.allclose(via_astropy.error, spec.error)
+    assert via_astropy.vrad == spec.vrad and via_astropy.cname == GES_CNAME
+    assert any("CASU normalised_ivar" in k for k in pop_library_warnings())
+    final_spec = read_spectrum(ges_file, product="final")
+    assert final_spec.normalised is False and np.median(final_spec.flux) == pytest.approx(2029.6, rel=1e-3)
+    assert np.allclose(final_spec.error, 1 / np.sqrt(final_ivar), rtol=1e-5)
+
+
+@pytest.mark.parametrize("normalise", [False, True], ids=["normalised_spectrum", "final+--normalise"])
+def test_real_ges_product_prepared_onto_hr21(ges_file, tmp_path, normalise):
+    """Found by CNAME in its GES name, shifted by its velclass VEL (catalogue VRAD empty): Ca II at rest."""
+    from starlabel.grid import Grid
+
+    spectra = tmp_path / "spectra"
+    spectra.mkdir()
+    (spectra / ges_file.name).symlink_to(ges_file)
+    Table({"CNAME": [GES_CNAME], "SETUP": ["GIRAFFE"], "VRAD": np.ma.masked_array([0.0], [True])}).write(
+        tmp_path / "cat.fits")
+    path, n, rejects = prepare(tmp_path / "cat.fits", spectra, tmp_path / "ds.h5",
+                               PrepareSettings(grid=Grid.from_spec("HR21"), normalise=normalise), progress=False)
+    ds = Dataset(path)
+    assert n == 1 and len(rejects) == 0
+    row = ds.catalogue[0]
+    assert row["VRAD_SOURCE"] == "velclass" and row["VRAD_USED"] == pytest.approx(15.637, abs=1e-3)
+    assert row["MISSING_SETUP"] == "" and row["R_IN_HR21"] == 16200 and "degraded" not in row["PREP_NOTES"]
+    flux = ds.read()[0]
+    assert np.isfinite(flux).all() and np.percentile(flux, 95) == pytest.approx(1.0, abs=0.05)
+    for line in CA_II:
+        assert line_minimum(ds.wavelength, flux, line, half=1.0) == pytest.approx(line, abs=0.05)
