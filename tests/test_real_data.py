@@ -173,3 +173,38 @@ def test_real_ges_product_prepared_onto_hr21(ges_file, tmp_path, normalise):
     assert np.isfinite(flux).all() and np.percentile(flux, 95) == pytest.approx(1.0, abs=0.05)
     for line in CA_II:
         assert line_minimum(ds.wavelength, flux, line, half=1.0) == pytest.approx(line, abs=0.05)
+
+
+@pytest.mark.slow
+def test_real_and_mock_ges_products_end_to_end(ges_file, tmp_path, capsys):
+    """The real HR21 product among mock files of the same format: prepare → select → train → predict (CLI)."""
+    from astropy.table import vstack
+
+    from starlabel.cli import main
+
+    survey = tmp_path / "survey"
+    assert main(["synth", "survey", "--out", str(survey), "--n-stars", "80", "--seed", "3", "--workers", "1",
+                 "--no-progress"]) == 0
+    (survey / "spectra" / ges_file.name).symlink_to(ges_file)
+    cat = Table.read(survey / "catalogue.fits")
+    real = Table({"CNAME": [GES_CNAME], "SETUP": ["HR21"], "SNR": [58.6], "TEFF": [6203.0], "LOGG": [4.09],
+                  "FEH": [0.15], "VRAD": np.ma.masked_array([0.0], [True])})  # GES iDR6 (HR15N analysis)
+    vstack([cat, real]).write(tmp_path / "catalogue.fits")
+    assert main(["prepare", str(tmp_path / "catalogue.fits"), str(survey / "spectra"), "--out",
+                 str(tmp_path / "ds.h5"), "--no-progress"]) == 0
+    ds = Dataset(tmp_path / "ds.h5")
+    row = ds.catalogue[ds.rows(CNAME=GES_CNAME)[0]]
+    assert row["MISSING_SETUP"] == "HR10" and row["VRAD_SOURCE"] == "velclass"
+    assert set(ds.catalogue["VRAD_SOURCE"]) == {"catalogue", "velclass"}
+    assert main(["select", str(tmp_path / "ds.h5"), "--out", str(tmp_path / "sets.h5")]) == 0
+    assert "every grid setup observed" in capsys.readouterr().out
+    sets = Dataset(tmp_path / "sets.h5")
+    assert sets.catalogue["SET"][sets.rows(CNAME=GES_CNAME)[0]] == "observed"
+    assert not any(sets.catalogue["MISSING_SETUP"][sets.rows(SET="train")])
+    assert main(["train", str(tmp_path / "sets.h5"), "--out", str(tmp_path / "model"), "--runs", "1", "--keep", "1",
+                 "--labels", "TEFF,LOGG,FE_H", "--max-epochs", "2", "--seed", "1"]) == 0
+    assert main(["predict", str(tmp_path / "model"), str(tmp_path / "sets.h5"), "--out",
+                 str(tmp_path / "labels.fits")]) == 0
+    labels = Table.read(tmp_path / "labels.fits")
+    real_row = labels[labels["CNAME"] == GES_CNAME]
+    assert len(real_row) == 1 and real_row["MISSING_SETUP"][0] == "HR10" and np.isfinite(real_row["TEFF_CNN"][0])

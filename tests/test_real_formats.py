@@ -255,3 +255,12 @@ def test_sharp_spectrum_is_degraded_to_the_setup(tmp_path):
     diff, before = np.abs(matched - reference), np.abs(unmatched - reference)
     assert diff.max() < 0.01 and np.sqrt(np.mean(diff**2)) < 0.15 * np.sqrt(np.mean(before**2))
     assert ds.settings["match_resolution"] is True and "sqrt(1/R_out^2 - 1/R_in^2)" in ds.settings["lsf"]
+
+
+def test_normalising_keeps_what_the_file_says(tmp_path):
+    from starlabel.prepare import normalise_continuum
+
+    casu(tmp_path / "a.fits", "HR21", vrad=5.0, cname=CN1, header={"SPEC_RES": 50000.0})
+    s = normalise_continuum(read_spectrum(tmp_path / "a.fits", product="final"))
+    assert s.normalised is True and np.median(s.flux) == pytest.approx(1.0, abs=0.01)
+    assert (s.vrad, s.setup, s.cname, s.resolution) == (5.0, "HR21", CN1, 50000.0)

@@ -206,7 +206,7 @@ def normalise_continuum(spec: Spectrum, **kwargs) -> Spectrum:
     if not np.all(cont > 0):
         raise ValueError("fitted continuum is not positive everywhere")
     err = None if spec.error is None else spec.error / cont
-    return Spectrum(spec.wave, spec.flux / cont, err, spec.header)
+    return spec._replace(flux=spec.flux / cont, error=err, normalised=True)
 
 
 def is_unnormalised(spec: Spectrum) -> tuple[bool, float]:
