@@ -264,3 +264,29 @@ def test_normalising_keeps_what_the_file_says(tmp_path):
     s = normalise_continuum(read_spectrum(tmp_path / "a.fits", product="final"))
     assert s.normalised is True and np.median(s.flux) == pytest.approx(1.0, abs=0.01)
     assert (s.vrad, s.setup, s.cname, s.resolution) == (5.0, "HR21", CN1, 50000.0)
+
+
+@pytest.mark.parametrize("options, kept, missing, source", [
+    ([], [CN1, CN2], ["", "HR21"], ["velclass", "catalogue"]),
+    (["--missing-setups", "reject"], [CN1], [""], ["velclass"]),
+    (["--rest-frame"], [CN1, CN2], ["", "HR21"], ["rest-frame", "rest-frame"]),
+    (["--grid", "HR10"], [CN1, CN2], ["", ""], ["velclass", "catalogue"]),
+    (["--unnormalised", "reject", "--grid", "HR21"], [CN1], [""], ["velclass"]),
+])
+def test_prepare_cli_options(tmp_path, options, kept, missing, source):
+    from starlabel.cli import main
+
+    spectra = tmp_path / "spectra"
+    spectra.mkdir()
+    casu(spectra / f"gir_{CN1}_H548.8.fit", "HR10", vrad=10.0, cname=CN1)
+    casu(spectra / f"gir_{CN1}_H875.7.fit", "HR21", vrad=10.0, cname=CN1)
+    casu(spectra / f"gir_{CN2}_H548.8.fit", "HR10", vrad=-20.0, cname=CN2)
+    # CN2 has no HR21 spectrum (a missing setup) except, in one case, an unnormalised Phase 3 file
+    if "--unnormalised" in options:  # CN2's only HR21 file is unnormalised Phase 3 flux → rejected
+        write_phase3_fits(spectra / f"{CN2}_HR21.fits", native("HR21"), lines(native("HR21"), -20.0) * 85000.0)
+    Table({"CNAME": [CN1, CN2], "VRAD": [np.nan, -20.0]}).write(tmp_path / "cat.csv")
+    assert main(["prepare", str(tmp_path / "cat.csv"), str(spectra), "--out", str(tmp_path / "d.h5"),
+                 "--no-progress", *options]) == 0
+    cat = Dataset(tmp_path / "d.h5").catalogue
+    assert cat["CNAME"].tolist() == kept and cat["MISSING_SETUP"].tolist() == missing
+    assert cat["VRAD_SOURCE"].tolist() == source
