@@ -74,12 +74,16 @@ def test_casu_reader_products_ivar_and_edges(tmp_path):
     (f"gir_{CN1}_rvm.fits", CN1, ""),  # GES catalogue FILENAME style: setup found after reading
     ("HD12345_HR21.txt", "HD12345", "HR21"),
     ("good_1_CAT.fits", "good_1", "CAT"),
+    (f"gir_{CN1}_H665.0.fit", CN1, None),  # HR15N: not on this grid, not even read
 ])
 def test_file_names_give_cname_and_setup(tmp_path, name, cname, setup):
     (tmp_path / name).write_bytes(b"")
     idx = find_spectra(tmp_path, ("HR10", "HR21", "CAT"))
     files = idx.files_for(cname)
-    assert (files.get(setup) if setup else files[""][0]) == tmp_path / name
+    if setup is None:
+        assert files == {} and idx.other_setup == 1
+    else:
+        assert (files.get(setup) if setup else files[""][0]) == tmp_path / name
 
 
 def test_files_found_by_header_filename_column_and_wavelength(tmp_path):

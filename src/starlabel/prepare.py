@@ -299,7 +299,8 @@ class SpectrumIndex:
     A name holding a GES CNAME anywhere (gir_<CNAME>_H875.7.fit, <CNAME>_HR21.fits) gives the CNAME;
     otherwise <NAME>_<SETUP>.* with SETUP a grid setup gives NAME. The setup comes from an H-code or
     a GIRAFFE setup in the name, or the last '_' token if it is a grid setup; files without one are
-    kept per CNAME and assigned to a setup after reading (header, else wavelength overlap). Files
+    kept per CNAME and assigned to a setup after reading (header, else wavelength overlap); files
+    named for a setup that is not on the grid are skipped (counted in `other_setup`). Files
     whose name gives no CNAME at all are read once here to find the CNAME in their header.
     FITS is preferred over text when both exist for one key.
     """
@@ -313,6 +314,7 @@ class SpectrumIndex:
         self.unknown_setup: dict[str, list[Path]] = {}
         self.by_name: dict[str, Path] = {}
         self.unreadable: list[str] = []
+        self.other_setup = 0  # files whose name names a setup that is not on the grid (not read)
         anonymous = []
         with os.scandir(spectra_dir) as it:
             entries = sorted((e.name, e.path) for e in it if e.is_file())
@@ -325,7 +327,9 @@ class SpectrumIndex:
             self.by_name[name] = path
             stem = name[: -len(suffix)]
             cname, setup = self._classify(stem)
-            if cname:
+            if setup == "other":
+                self.other_setup += 1
+            elif cname:
                 self._add(cname, setup, path)
             else:
                 anonymous.append(path)
@@ -346,8 +350,10 @@ class SpectrumIndex:
             setup = tail if tail in self.setup_names else tail.upper()
             return (m.group(1) if m else head), setup
         setup = name_setup(stem)
+        if m and setup and setup not in self.setup_names:
+            return "", "other"  # named for a setup the grid does not have (e.g. an HR15N file for HR10,HR21)
         if m:
-            return m.group(1), setup if setup in self.setup_names else ""
+            return m.group(1), setup
         return "", ""
 
     def _add(self, cname: str, setup: str, path: Path) -> None:
@@ -509,6 +515,9 @@ def prepare(catalogue, spectra_dir, out, settings: PrepareSettings | None = None
     index = find_spectra(spectra_dir, settings.grid.names)
     for msg in index.unreadable[:5]:
         log.warning("spectra directory: %s", msg)
+    if index.other_setup:
+        log.info("spectra directory: %d files named for setups not on the grid %s were not read",
+                 index.other_setup, ",".join(settings.grid.names))
 
     rows, early = resolve_rows(cat, settings.grid)  # early: rejects found before any file is read
     cnames = np.char.strip(np.asarray(cat["CNAME"]).astype(str)) if len(cat) else np.array([], str)
