@@ -2,7 +2,9 @@
 
 The paper (Sect. 2.1) resamples GIRAFFE HR10 to 0.06 Å and HR21 to 0.1 Å, cuts
 them to 5350–5600 Å and 8480–8930 Å and concatenates them into 8669 pixels.
-That grid is `Grid.default()`; any other set of setups can be described the same way.
+That grid is `Grid.default()`; any other set of setups can be described the same way:
+`SETUPS` / `SETUP_INFO` name GIRAFFE HR10, HR15N, HR21, UVES 580 and the 4MOST HRS and WEAVE HR
+windows with their resolving powers and sources, `NAMED_GRIDS` groups them (`Grid.from_spec`).
 """
 
 from __future__ import annotations
