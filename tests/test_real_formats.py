@@ -294,3 +294,22 @@ def test_prepare_cli_options(tmp_path, options, kept, missing, source):
     cat = Dataset(tmp_path / "d.h5").catalogue
     assert cat["CNAME"].tolist() == kept and cat["MISSING_SETUP"].tolist() == missing
     assert cat["VRAD_SOURCE"].tolist() == source
+
+
+@pytest.mark.parametrize("option, sets", [("exclude", ["train", "observed", "train"]),
+                                          ("include", ["train", "train", "train"])])
+def test_select_missing_setups_option(tmp_path, option, sets):
+    from starlabel.grid import Setup
+    from starlabel.io.dataset import write_dataset
+    from starlabel.select import select
+    from test_select import good_row
+
+    grid = Grid((Setup("A", 5000.0, 5001.0, 0.1), Setup("B", 6000.0, 6001.0, 0.1)))
+    cat = Table(rows=[good_row(CNAME=c) for c in ("both", "noB", "both2")])
+    cat["MISSING_SETUP"] = ["", "B", ""]
+    flux = np.ones((3, grid.n_pixels), "f4")
+    src = write_dataset(tmp_path / "d.h5", grid, flux, np.zeros_like(flux, "u1"), cat)
+    out, report = select(src, tmp_path / "s.h5", echo=lambda *a: None, missing_setups=option)
+    assert Dataset(out).catalogue["SET"].tolist() == sets
+    assert Dataset(out).settings["select"]["missing_setups"] == option
+    assert any(r[0] == "every grid setup observed" for r in report) == (option == "exclude")
