@@ -153,8 +153,10 @@ def test_real_ges_product_is_read_from_its_normalised_extensions(ges_file, tmp_p
 
 
 @pytest.mark.parametrize("normalise", [False, True], ids=["normalised_spectrum", "final+--normalise"])
-def test_real_ges_product_prepared_onto_hr21(ges_file, tmp_path, normalise):
+def test_real_ges_product_prepared_onto_hr21(ges_file, tmp_path, normalise, caplog):
     """Found by CNAME in its GES name, shifted by its velclass VEL (catalogue VRAD empty): Ca II at rest."""
+    import logging
+
     from starlabel.grid import Grid
 
     spectra = tmp_path / "spectra"
@@ -162,8 +164,12 @@ def test_real_ges_product_prepared_onto_hr21(ges_file, tmp_path, normalise):
     (spectra / ges_file.name).symlink_to(ges_file)
     Table({"CNAME": [GES_CNAME], "SETUP": ["GIRAFFE"], "VRAD": np.ma.masked_array([0.0], [True])}).write(
         tmp_path / "cat.fits")
-    path, n, rejects = prepare(tmp_path / "cat.fits", spectra, tmp_path / "ds.h5",
-                               PrepareSettings(grid=Grid.from_spec("HR21"), normalise=normalise), progress=False)
+    with caplog.at_level(logging.INFO, logger="starlabel.prepare"):
+        path, n, rejects = prepare(tmp_path / "cat.fits", spectra, tmp_path / "ds.h5",
+                                   PrepareSettings(grid=Grid.from_spec("HR21"), normalise=normalise), progress=False)
+    # the CASU ivar quirk is summarised once per run, not per file (only the normalised product has it)
+    quirk = [r for r in caplog.records if "CASU normalised_ivar" in r.getMessage()]
+    assert len(quirk) == (0 if normalise else 1) and "1 ×" in (quirk[0].getMessage() if quirk else "1 ×")
     ds = Dataset(path)
     assert n == 1 and len(rejects) == 0
     row = ds.catalogue[0]
