@@ -158,6 +158,8 @@ def test_velocity_sources_and_rest_frame(tmp_path):
     ds = Dataset(tmp_path / "b.h5")
     assert n == 2 and ds.catalogue["VRAD_SOURCE"].tolist() == ["rest-frame"] * 2
     assert ds.catalogue["MISSING_SETUP"].tolist() == ["", "HR21"]
+    mask = ds.read(mask=True)[1]
+    assert np.all(mask[1, ds.grid.slices()["HR21"]] == MASK_MISSING_SETUP) and not np.any(mask[0] & MASK_MISSING_SETUP)
 
 
 # ---------------------------------------------------------------- catalogue rules
