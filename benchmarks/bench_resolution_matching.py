@@ -9,8 +9,9 @@ GIRAFFE resolving power of each setup (the reference), and at R = r_in (UVES-lik
 once without. It prints the mean and largest |Δlabel| of the two R = r_in versions against the
 reference. The reference is sampled on GIRAFFE's native 0.05 Å pixels (as the survey), or with
 --reference-step 0.01 on the same pixels as the sharp spectra, which isolates the LSF from the
-mock engine's pixel integration (0.05 Å pixels widen its HR10 lines by about 0.8 %). The stars and the model are mock-survey ones: the figures say how the pipeline treats
-resolution, not how a real UVES spectrum would fare. Prints the date and machine load.
+mock engine's pixel integration (0.05 Å pixels widen its HR10 lines by about 0.8 %). The stars
+and the model are mock-survey ones: the figures say how the pipeline treats resolution, not how a
+real UVES spectrum would fare. Prints the date and machine load.
 """
 
 from __future__ import annotations
