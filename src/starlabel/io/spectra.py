@@ -316,11 +316,15 @@ def _fast_hdus(raw: bytes):
     out, pos = [], 0
     while pos < len(raw):
         header, end = {}, None
-        for start in range(pos, len(raw), 80):
-            card = raw[start : start + 80].decode("ascii", "replace")
+        stop = raw.find(b"END     ", pos)
+        while stop != -1 and (stop - pos) % 80:  # 'END' must start a card
+            stop = raw.find(b"END     ", stop + 1)
+        text = raw[pos : len(raw) if stop == -1 else stop + 80].decode("ascii", "replace")
+        for start in range(0, len(text), 80):
+            card = text[start : start + 80]
             key = card[:8].strip()
             if key == "END":
-                end = start + 80
+                end = pos + start + 80
                 break
             if key == "HIERARCH":
                 k, eq, v = card[9:].partition("=")
@@ -352,7 +356,7 @@ def _fast_hdus(raw: bytes):
                 or header.get("BITPIX") not in _BITPIX or header.get("GROUPS"):
             return None
         shape = tuple(int(header[f"NAXIS{i}"]) for i in range(int(header.get("NAXIS", 0)), 0, -1))
-        count = int(np.prod(shape)) if shape else 0
+        count = math.prod(shape) if shape else 0
         nbytes = count * abs(header["BITPIX"]) // 8
         if pos + nbytes > len(raw):
             return None  # truncated: let astropy produce its own message
