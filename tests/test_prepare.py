@@ -10,7 +10,7 @@ from astropy.table import Table
 from starlabel.cli import main
 from starlabel.grid import GIRAFFE_NATIVE, Grid
 from starlabel.io.catalogue import CatalogueError, read_catalogue
-from starlabel.io.dataset import MASK_NAN, MASK_REPAIRED, MASK_UNCOVERED, Dataset
+from starlabel.io.dataset import MASK_MISSING_SETUP, MASK_NAN, MASK_REPAIRED, MASK_UNCOVERED, Dataset
 from starlabel.io.spectra import (Spectrum, SpectrumError, air_to_vac, read_spectrum, vac_to_air,
                                   write_ges_fits, write_phase3_fits)
 from starlabel.stages.prepare import PrepareSettings, fit_continuum, prepare, prepare_spectrum, repair
@@ -192,12 +192,19 @@ def test_prepare_survey_with_rejects(survey, workers):
     settings = PrepareSettings(workers=workers, chunk=3)
     path, n, rejects = prepare(survey / "catalogue.fits", survey / "spectra", out, settings, progress=False)
     ds = Dataset(path)
-    assert n == 4 and ds.catalogue["CNAME"].tolist() == ["good1", "good2", "good3", "good4"]
-    assert ds.catalogue["TEFF"].tolist() == [0.0, 1.0, 2.0, 3.0]
+    # the star without HR21 is kept, its HR21 pixels filled with 1 and flagged MASK_MISSING_SETUP
+    assert n == 5 and ds.catalogue["CNAME"].tolist() == ["good1", "good2", "good3", "good4", "nohr21"]
+    assert ds.catalogue["TEFF"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert ds.catalogue["MISSING_SETUP"].tolist() == ["", "", "", "", "HR21"]
+    assert ds.catalogue["VRAD_SOURCE"].tolist() == ["catalogue"] * 5
+    assert ds.catalogue["VRAD_USED"].tolist() == [12.0, -80.0, 150.0, 0.0, 5.0]
+    flux, mask = ds.read(mask=True)
+    hr21 = ds.grid.slices()["HR21"]
+    assert np.all(mask[4, hr21] == MASK_MISSING_SETUP) and np.all(flux[4, hr21] == 1.0)
+    assert not np.any(mask[:4] & MASK_MISSING_SETUP) and not np.any(mask[4, ds.grid.slices()["HR10"]] & MASK_MISSING_SETUP)
     assert ds.n_pixels == 8669 and np.isfinite(ds.read()).all()
-    assert set(rejects["CNAME"]) == {"nohr21", "corrupt", "nans", "novrad", "good1"}
+    assert set(rejects["CNAME"]) == {"corrupt", "nans", "novrad", "good1"}
     reason = {c: " | ".join(ds.rejects["REASON"][ds.rejects["CNAME"] == c]) for c in set(rejects["CNAME"])}
-    assert "no spectrum file nohr21_HR21" in reason["nohr21"]
     assert "corrupt_HR10.fits" in reason["corrupt"] and "nans_HR10.fits" in reason["nans"]
     assert "NaN" in reason["nans"] and "VRAD" in reason["novrad"] and "duplicate" in reason["good1"]
     # lines are back at their rest wavelengths whatever the star's VRAD
@@ -210,6 +217,15 @@ def test_prepare_survey_with_rejects(survey, workers):
     assert ds.settings["workers"] == workers and Grid.from_json(ds.settings["grid"]) == Grid.default()
 
 
+def test_prepare_missing_setup_reject_mode(survey):
+    """missing_setups='reject' is the paper's rule: a star without one setup is left out, with the reason."""
+    path, n, rejects = prepare(survey / "catalogue.fits", survey / "spectra", survey / "r.h5",
+                               PrepareSettings(missing_setups="reject"), progress=False)
+    assert n == 4 and "nohr21" not in Dataset(path).catalogue["CNAME"]
+    reason = " | ".join(rejects["REASON"][rejects["CNAME"] == "nohr21"])
+    assert "no spectrum file nohr21_HR21" in reason and "for setup HR21" in reason
+
+
 def test_prepare_cli_custom_grid(survey, capsys):
     # a grid segment of another name is read from <CNAME>_<NAME> files, like HR10/HR21
     for name in ("good1", "good2", "good3"):
@@ -220,12 +236,13 @@ def test_prepare_cli_custom_grid(survey, capsys):
     assert rc == 0 and "wrote" in capsys.readouterr().out
     ds = Dataset(out)
     assert ds.grid.names == ["HR10", "CAT"] and ds.n_pixels == 4168 + 301
-    assert "nohr21" in ds.rejects["CNAME"]  # it has no nohr21_CAT file
-    assert ds.catalogue["CNAME"].tolist() == ["good1", "good2", "good3"]
+    # good4 and nohr21 have no <CNAME>_CAT file: kept with CAT masked (a missing setup)
+    assert ds.catalogue["CNAME"].tolist() == ["good1", "good2", "good3", "good4", "nohr21"]
+    assert ds.catalogue["MISSING_SETUP"].tolist() == ["", "", "", "CAT", "CAT"]
 
 
 def test_prepare_missing_column_is_a_clear_error(tmp_path):
-    Table({"CNAME": ["a"], "SETUP": ["HR10"]}).write(tmp_path / "cat.csv")
+    Table({"NAME": ["a"], "SETUP": ["HR10"]}).write(tmp_path / "cat.csv")
     (tmp_path / "spectra").mkdir()
     rc = main(["prepare", str(tmp_path / "cat.csv"), str(tmp_path / "spectra"), "--out", str(tmp_path / "o.h5")])
     assert rc == 2 and not (tmp_path / "o.h5").exists()

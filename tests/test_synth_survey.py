@@ -42,28 +42,45 @@ def test_catalogue_and_truth_columns(survey):
     json.loads((survey / "synth.json").read_text())
 
 
-def test_every_catalogue_setup_has_a_spectrum_with_ges_headers(survey):
+def test_every_catalogue_setup_has_a_spectrum_in_the_ges_casu_format(survey):
+    """Files as Gaia-ESO delivers them: gir_<CNAME>_<H-code>.fit, the CASU extensions and keywords."""
+    from starlabel.io.spectra import read_spectrum
+    from starlabel.synth.survey import continuum_counts, spectrum_name
+
     cat = Table.read(survey / "catalogue.fits")
+    truth = Table.read(survey / "truth.fits")
     files = sorted(p.name for p in (survey / "spectra").iterdir())
-    expected = sorted(f"{c}_{s}.fits" for c, setups in zip(_str(cat["CNAME"]), _str(cat["SETUP"]))
+    expected = sorted(spectrum_name(c, s) for c, setups in zip(_str(cat["CNAME"]), _str(cat["SETUP"]))
                       for s in setups.split("|"))
-    assert files == expected
-    for c, setups, snr in list(zip(_str(cat["CNAME"]), _str(cat["SETUP"]), cat["SNR"]))[:6]:
+    assert files == expected and all(f.startswith("gir_") and f.endswith((".fit")) for f in files)
+    code = {"HR10": "H548.8", "HR21": "H875.7"}
+    for c, setups, snr, vrad in list(zip(_str(cat["CNAME"]), _str(cat["SETUP"]), cat["SNR"], truth["VRAD"]))[:6]:
         for s in setups.split("|"):
-            with fits.open(survey / "spectra" / f"{c}_{s}.fits") as h:
+            path = survey / "spectra" / f"gir_{c}_{code[s]}.fit"
+            with fits.open(path) as h:
                 h.verify("exception")
-                hdr, flux = h[0].header, h[0].data
-                assert flux.dtype == np.dtype(">f4") and flux.ndim == 1
-                assert hdr["CNAME"] == c and hdr["SETUP"] == s and "OBJECT" in hdr and hdr["SNR"] > 0
+                assert [x.name.lower() for x in h] == ["final_spectrum", "final_ivar", "normalised_spectrum",
+                                                       "normalised_ivar", "velclass"]
+                hdr, final, norm = h[0].header, h["final_spectrum"].data, h["normalised_spectrum"].data
+                assert norm.dtype == np.dtype(">f4") and norm.ndim == 1 and final.shape == norm.shape
+                assert hdr["ESO INS FILT NAME"] == s and hdr["ESO INS EXP MODE"] == code[s]
+                assert "CNAME" not in hdr and "OBJECT" in hdr and hdr["INSTRUME"] == "GIRAFFE"
                 assert hdr["CTYPE1"] == "AWAV" and hdr["CUNIT1"] == "Angstrom" and hdr["CRPIX1"] == 1
-                wave = hdr["CRVAL1"] + hdr["CDELT1"] * (np.arange(flux.size) + 1 - hdr["CRPIX1"])
-                assert np.allclose(wave, native_wavelength(s))
-                assert hdr["CDELT1"] == pytest.approx(0.05)
+                wave = hdr["CRVAL1"] + hdr["CD1_1"] * (np.arange(norm.size) + 1 - hdr["CRPIX1"])
+                assert np.allclose(wave, native_wavelength(s)) and hdr["CD1_1"] == pytest.approx(0.05)
                 lo, hi = {"HR10": (5339, 5619), "HR21": (8484, 9001)}[s]
                 assert wave[0] == pytest.approx(lo) and wave[-1] == pytest.approx(hi)
-                err = h["ERROR"].data
-                assert err.shape == flux.shape and err.dtype.kind == "f" and np.all(err > 0)
-                assert 0.5 < np.median(flux) < 1.05  # continuum-normalised
+                assert 0.5 < np.median(norm) < 1.05  # continuum-normalised
+                cont = continuum_counts(norm.size, hdr["SNR"])
+                assert np.allclose(final, norm * cont, rtol=1e-5)  # final = normalised × continuum [counts]
+                # ivars consistent: normalised_ivar = final_ivar × continuum²
+                assert np.allclose(h["normalised_ivar"].data, h["final_ivar"].data * cont**2, rtol=1e-4)
+                vel = h["velclass"].data
+                assert vel["Cname"][0] == c and abs(vel["VEL"][0] - vrad) < 1.5
+            spec = read_spectrum(path)
+            assert spec.cname == c and spec.setup == s and spec.normalised is True
+            assert np.allclose(spec.flux, norm) and abs(spec.vrad - vrad) < 1.5
+            assert np.median(spec.flux / spec.error) == pytest.approx(float(snr), rel=0.5)
 
 
 def test_same_seed_same_survey_and_resume(tmp_path, survey):

@@ -22,6 +22,9 @@ def add_parser(sub):
                    "(default: they are cut)")
     p.add_argument("--exclude-outliers", metavar="MAP.h5",
                    help="keep the outliers flagged in this similarity map out of the training set")
+    p.add_argument("--missing-setups", choices=("exclude", "include"), default="exclude",
+                   help="stars prepared with a missing setup (MISSING_SETUP): keep them out of the training "
+                        "set (default; they stay in the observed set) or let them train")
     p.set_defaults(func=run)
 
 
@@ -38,5 +41,5 @@ def run(args):
         from ..stages.map import outlier_cnames
 
         exclude = outlier_cnames(args.exclude_outliers)
-    path, _ = select(args.dataset, args.out, cuts, exclude_cnames=exclude)
+    path, _ = select(args.dataset, args.out, cuts, exclude_cnames=exclude, missing_setups=args.missing_setups)
     print(f"wrote {path}")

@@ -6,7 +6,7 @@ def add_parser(sub):
                        description=__doc__)
     what = p.add_subparsers(dest="what", metavar="<what>", required=True)
     s = what.add_parser("survey", help="spectra/*.fits + catalogue.fits + truth.fits in GES format",
-                        description="Write DIR/spectra/<CNAME>_<SETUP>.fits, DIR/catalogue.fits and "
+                        description="Write DIR/spectra/gir_<CNAME>_<H-code>.fit (GES CASU products), DIR/catalogue.fits and "
                                     "DIR/truth.fits (see docs/contracts.md). Same seed, same survey; "
                                     "re-running into the same DIR resumes.")
     s.add_argument("--out", required=True, metavar="DIR", help="output directory")

@@ -9,6 +9,7 @@ float with NaN (so "missing" means the same thing everywhere).
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -82,3 +83,88 @@ def read_catalogue(path, required=()) -> Table:
         )
     out.meta["CATALOGUE"] = str(path)
     return out
+
+
+# ---------------------------------------------------------------- real releases: one row per star
+
+_SPLIT = re.compile(r"[|,;/+\s]+")
+MERGE_RULE = ("per CNAME, the row kept is the one whose SETUP names the most of the grid's setups, "
+              "then the one with the most of TEFF, LOGG, FEH measured (the recommended parameters), "
+              "then the highest SNR, then the first")
+
+
+def setup_tokens(value) -> list[str]:
+    """'HR10|HR21' → ['HR10', 'HR21']; 'GIRAFFE' → ['GIRAFFE']; '' → []."""
+    return [t for t in _SPLIT.split(str(value).strip().upper()) if t]
+
+
+def row_instruments(tokens: list[str]) -> set[str]:
+    """Instruments a SETUP string names: a known setup's instrument or an instrument name itself."""
+    from ..grid import INSTRUMENTS, setup_instrument
+    from .spectra import EXP_MODES
+
+    out = set()
+    for t in tokens:
+        t = EXP_MODES.get(t, t)
+        if t in INSTRUMENTS:
+            out.add(t)
+        elif setup_instrument(t):
+            out.add(setup_instrument(t))
+        elif re.fullmatch(r"(HR|LR)\d+[A-Z]?", t):
+            out.add("GIRAFFE")
+    return out
+
+
+def resolve_rows(cat: Table, grid) -> tuple[list[int], list[tuple[str, str, str, str]]]:
+    """One catalogue row per star for `grid`: (rows kept, rejects (FILE, CNAME, SETUP, REASON)).
+
+    Rules for real Gaia-ESO releases, which list a star once per instrument / setup / node:
+    1. a row without CNAME is rejected;
+    2. a row whose SETUP names only instruments the grid does not use (UVES rows for a GIRAFFE
+       grid, GIRAFFE rows for the UVES 580 grid) is skipped as 'other instrument';
+       a row with an empty or unknown SETUP is kept (its files decide);
+    3. of several rows per CNAME, one is kept by MERGE_RULE; the others are rejected as 'merged'.
+    """
+    from ..labels import float_column
+
+    n = len(cat)
+    cnames = np.char.strip(np.asarray(cat["CNAME"]).astype(str)) if n else np.array([], str)
+    setups = np.asarray(cat["SETUP"]).astype(str) if "SETUP" in cat.colnames else np.full(n, "")
+    grid_names = set(grid.names)
+    grid_instruments = grid.instruments
+    rejects, candidates = [], {}
+    for row in range(n):
+        cname = cnames[row]
+        tokens = setup_tokens(setups[row])
+        if not cname:
+            rejects.append(("", "", setups[row], f"catalogue row {row}: empty CNAME"))
+            continue
+        instruments = row_instruments(tokens)
+        if instruments and grid_instruments and not (instruments & grid_instruments) \
+                and not (set(tokens) & grid_names):
+            rejects.append(("", cname, setups[row],
+                            f"{cname}: catalogue row {row} is a {'/'.join(sorted(instruments))}-only row "
+                            f"(SETUP '{setups[row]}'), other instrument than the grid's "
+                            f"{'/'.join(sorted(grid_instruments))}: skipped"))
+            continue
+        candidates.setdefault(cname, []).append(row)
+    measured = sum(np.isfinite(float_column(cat, c)).astype(int) for c in ("TEFF", "LOGG", "FEH")
+                   if c in cat.colnames) if n else np.zeros(0)
+    measured = np.broadcast_to(measured, (n,)) if n else measured
+    snr = float_column(cat, "SNR") if "SNR" in cat.colnames else np.full(n, np.nan)
+    keep = []
+    for cname, rows in candidates.items():
+        if len(rows) == 1:
+            keep.append(rows[0])
+            continue
+        score = [(len(set(setup_tokens(setups[r])) & grid_names), int(measured[r]),
+                  snr[r] if np.isfinite(snr[r]) else -np.inf, -r) for r in rows]
+        best = rows[max(range(len(rows)), key=lambda i: score[i])]
+        keep.append(best)
+        for r in rows:
+            if r != best:
+                rejects.append(("", cname, setups[r],
+                                f"{cname}: duplicate catalogue row {r} merged into row {best} "
+                                f"(row {best} is prepared; rule: most grid setups in SETUP, most of "
+                                f"TEFF/LOGG/FEH, highest SNR, first)"))
+    return sorted(keep), rejects

@@ -30,7 +30,8 @@ from .atomic import atomic_path
 
 MASK_REPAIRED = 1  # spike or zero-flux pixel replaced by the median
 MASK_UNCOVERED = 2  # grid pixel outside the observed spectrum (filled with 1)
-MASK_NAN = 4  # non-finite input pixel
+MASK_NAN = 4  # non-finite input pixel (or inverse variance <= 0)
+MASK_MISSING_SETUP = 8  # the star has no spectrum in this setup (filled with 1; catalogue MISSING_SETUP)
 
 REJECT_COLUMNS = ("FILE", "CNAME", "SETUP", "REASON")
 

@@ -28,13 +28,18 @@ def apply_cuts(table, cuts: QualityCuts) -> tuple[np.ndarray, list[tuple[str, in
 
 
 def select(dataset_path, out, cuts: QualityCuts | None = None, exclude_cnames=(),
-           chunk: int = 1024):
+           chunk: int = 1024, missing_setups: str = "exclude"):
     """Write SETS.h5: the dataset rows of the training candidates and the observed set.
 
     The catalogue gains FE_H, MG_FE, AL_FE (+ errors) and a SET column ('train'/'observed').
     `exclude_cnames` (e.g. t-SNE outliers) are kept out of the training set.
+    `missing_setups`: 'exclude' (default) keeps stars with a missing setup (catalogue MISSING_SETUP,
+    from `prepare`) out of the training set, as the paper's training set has both setups; they stay
+    in the observed set. 'include' lets them train (the networks then see their masked setup as 1.0).
     Returns (path, report).
     """
+    if missing_setups not in ("exclude", "include"):
+        raise ValueError(f"missing_setups must be 'exclude' or 'include', got {missing_setups!r}")
     cuts = cuts or QualityCuts()
     ds = Dataset(dataset_path)
     cat = add_relative_labels(ds.catalogue.copy())
@@ -43,6 +48,10 @@ def select(dataset_path, out, cuts: QualityCuts | None = None, exclude_cnames=()
         excluded = np.isin(np.asarray(cat["CNAME"]).astype(str), np.asarray(list(exclude_cnames)).astype(str))
         report.append(("not a similarity-map outlier", int(np.sum(train & excluded)), int(np.sum(train & ~excluded))))
         train &= ~excluded
+    if missing_setups == "exclude" and "MISSING_SETUP" in cat.colnames:
+        partial = np.char.str_len(np.asarray(cat["MISSING_SETUP"]).astype(str)) > 0
+        report.append(("every grid setup observed", int(np.sum(train & partial)), int(np.sum(train & ~partial))))
+        train &= ~partial
     with np.errstate(invalid="ignore"):
         observed = ~train & (float_column(cat, "SNR") >= cuts.observed_min_snr)
     keep = np.flatnonzero(train | observed)
@@ -54,7 +63,8 @@ def select(dataset_path, out, cuts: QualityCuts | None = None, exclude_cnames=()
          f"{int(observed.sum())}; dropped (S/N < {cuts.observed_min_snr:g} or no S/N): {len(cat) - len(keep)}")
     out_cat = cat[keep]
     out_cat["SET"] = np.where(train[keep], "train", "observed")
-    settings = dict(ds.settings, select={k: v for k, v in vars(cuts).items() if k != "extra"},
+    settings = dict(ds.settings, select={**{k: v for k, v in vars(cuts).items() if k != "extra"},
+                                         "missing_setups": missing_setups},
                     source=str(ds.path))
     with DatasetWriter(out, ds.grid, settings) as w:
         for _, flux, mask in ds.iter_chunks(chunk, rows=keep, mask=True):

@@ -1,6 +1,8 @@
 """Write a mock Gaia-ESO iDR6 GIRAFFE survey in the archive's own format (docs/contracts.md).
 
-    DIR/spectra/<CNAME>_HR10.fits, <CNAME>_HR21.fits   native grids, Doppler-shifted, noisy, with defects
+    DIR/spectra/gir_<CNAME>_H548.8.fit (HR10), gir_<CNAME>_H875.7.fit (HR21)
+                                                       Gaia-ESO CASU products (see write_spectrum): native
+                                                       grids, Doppler-shifted, noisy, with defects
     DIR/catalogue.fits                                 GES iDR column names, truth + measurement scatter
     DIR/truth.fits                                     true labels and the defects planted in each star
     DIR/seismic.fits                                   asteroseismic log g of some field giants (CNAME, LOGG, E_LOGG)
@@ -245,7 +247,7 @@ def _add_emission(rng, wave, flux, vrad):
 
 
 def _card(key: str, value, comment: str = "") -> str:
-    """One fixed-format 80-character FITS card (strings, bools, ints, finite floats)."""
+    """One fixed-format 80-character FITS card (strings, bools, ints, finite floats); HIERARCH for long keys."""
     if isinstance(value, bool):
         v = f"{'T' if value else 'F':>20}"
     elif isinstance(value, str):
@@ -255,7 +257,10 @@ def _card(key: str, value, comment: str = "") -> str:
     else:
         r = repr(float(value))
         v = f"{r if ('.' in r or 'e' in r) else r + '.':>20}".upper()
-    card = f"{key:<8}= {v}" + (f" / {comment}" if comment else "")
+    if len(key) > 8:  # ESO HIERARCH convention: 'HIERARCH ESO INS FILT NAME = value'
+        card = f"HIERARCH {key} = {v.strip()}" + (f" / {comment}" if comment else "")
+    else:
+        card = f"{key:<8}= {v}" + (f" / {comment}" if comment else "")
     return card[:80].ljust(80)
 
 
@@ -270,40 +275,90 @@ def _data_block(a: np.ndarray) -> bytes:
     return b + b"\0" * (-len(b) % 2880)
 
 
-def write_spectrum(path: Path, setup: str, flux: np.ndarray, err: np.ndarray, cname: str, obj: str,
-                   snr: float, ra: float, dec: float) -> None:
-    """One GES-like 1-D spectrum: primary = float32 flux with linear WCS, extension ERROR = 1σ.
+# Gaia-ESO CASU GIRAFFE product layout (as gir_19235180+0048006_H875.7.fit, CASU 'giraffe version 1.00')
+EXP_MODE = {"HR10": "H548.8", "HR21": "H875.7"}
+_VELCLASS = [("Nspec", "J", ">i4", ""), ("Cname", "16A", "S16", ""), ("VEL", "D", ">f8", "km/s"),
+             ("EVEL", "D", ">f8", "km/s"), ("S_N", "D", ">f8", "")]
 
+
+def spectrum_name(cname: str, setup: str) -> str:
+    """The Gaia-ESO file name of a GIRAFFE product: gir_<CNAME>_<exposure mode>.fit."""
+    return f"gir_{cname}_{EXP_MODE[setup]}.fit"
+
+
+def _velclass_block(cname: str, vel: float, evel: float, snr: float) -> bytes:
+    dt = np.dtype([(n, d) for n, _, d, _ in _VELCLASS])
+    row = np.array([(1, cname.encode("ascii"), vel, evel, snr)], dtype=dt).tobytes()
+    cards = [("XTENSION", "BINTABLE"), ("BITPIX", 8), ("NAXIS", 2), ("NAXIS1", dt.itemsize), ("NAXIS2", 1),
+             ("PCOUNT", 0), ("GCOUNT", 1), ("TFIELDS", len(_VELCLASS))]
+    for i, (name, form, _, unit) in enumerate(_VELCLASS, 1):
+        cards += [(f"TTYPE{i}", name), (f"TFORM{i}", form)] + ([(f"TUNIT{i}", unit)] if unit else [])
+    cards.append(("EXTNAME", "velclass"))
+    return _header_block(cards) + row + b"\0" * (-len(row) % 2880)
+
+
+def continuum_counts(n: int, snr: float) -> np.ndarray:
+    """A smooth blaze-like continuum in counts (S/N² at the centre) for the mock final_spectrum."""
+    x = np.linspace(-1.0, 1.0, n)
+    return snr**2 * (1.0 + 0.15 * x - 0.25 * x**2)
+
+
+def write_spectrum(path: Path, setup: str, flux: np.ndarray, err: np.ndarray, cname: str, obj: str,
+                   snr: float, ra: float, dec: float, vel: float = float("nan"), evel: float = 0.2,
+                   resolution: float | None = None) -> None:
+    """One Gaia-ESO CASU-style GIRAFFE product (the layout of the real gir_<CNAME>_<H-code>.fit files).
+
+    HDUs: primary `final_spectrum` (counts: flux × `continuum_counts`), `final_ivar`,
+    `normalised_spectrum` (= flux), `normalised_ivar` (= 1/err²; final_ivar × continuum²), and the
+    binary table `velclass` (Cname, VEL = the survey's radial velocity, EVEL, S_N). All images share
+    the WCS CRVAL1 / CD1_1 / CRPIX1 / CTYPE1 'AWAV' / CUNIT1; the primary header has INSTRUME,
+    OBJECT, RA, DEC and HIERARCH ESO INS FILT NAME (HR21) / EXP MODE (H875.7), but, like the real
+    products, no CNAME or SETUP keyword. `resolution` adds SPEC_RES (for spectra sharper than the setup).
     Written as raw FITS blocks (astropy's HDUList.writeto costs ~25 ms a file, 10x the synthesis);
     the tests read the files back with astropy.io.fits.
     """
     lo, _, step = GIRAFFE_NATIVE[setup]
     n = int(flux.size)
-    wcs = [("CRVAL1", float(lo), "air wavelength of CRPIX1 [Angstrom]"), ("CDELT1", float(step)),
-           ("CRPIX1", 1.0), ("CTYPE1", "AWAV"), ("CUNIT1", "Angstrom")]
+    cont = continuum_counts(n, snr)
+    err = np.asarray(err, dtype=np.float64)
+    ivar = 1.0 / err**2
+    wcs = [("CTYPE1", "AWAV"), ("CRPIX1", 1.0), ("CRVAL1", float(lo), "air wavelength of CRPIX1 [Angstrom]"),
+           ("CD1_1", float(step)), ("CUNIT1", "Angstrom")]
     primary = [("SIMPLE", True), ("BITPIX", -32), ("NAXIS", 1), ("NAXIS1", n), ("EXTEND", True),
-               ("OBJECT", obj), ("CNAME", cname), ("SETUP", setup), ("INSTRUME", "GIRAFFE"),
-               ("SNR", round(float(snr), 1), "median signal-to-noise per pixel"),
+               ("ORIGIN", f"starlabel {__version__} mock survey"), ("INSTRUME", "GIRAFFE"), ("OBJECT", obj),
                ("RA", round(float(ra), 6)), ("DEC", round(float(dec), 6)), *wcs,
-               ("BUNIT", "normalised flux"), ("ORIGIN", f"starlabel {__version__} mock survey")]
-    ext = [("XTENSION", "IMAGE"), ("BITPIX", -32), ("NAXIS", 1), ("NAXIS1", n), ("PCOUNT", 0),
-           ("GCOUNT", 1), ("EXTNAME", "ERROR"), *wcs]
+               ("EXTNAME", "final_spectrum"), ("SNR", round(float(snr), 1), "median signal-to-noise per pixel"),
+               ("CASUVERS", "starlabel mock of giraffe version 1.00"),
+               ("ESO INS FILT NAME", setup), ("ESO INS EXP MODE", EXP_MODE[setup])]
+    if resolution:
+        primary.append(("SPEC_RES", float(resolution), "resolving power of this spectrum"))
+
+    def ext(name):
+        return [("XTENSION", "IMAGE"), ("BITPIX", -32), ("NAXIS", 1), ("NAXIS1", n), ("PCOUNT", 0),
+                ("GCOUNT", 1), ("EXTNAME", name), *wcs]
+
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            f.write(_header_block(primary) + _data_block(flux) + _header_block(ext) + _data_block(err))
+            f.write(_header_block(primary) + _data_block(flux * cont)
+                    + _header_block(ext("final_ivar")) + _data_block(ivar / cont**2)
+                    + _header_block(ext("normalised_spectrum")) + _data_block(flux)
+                    + _header_block(ext("normalised_ivar")) + _data_block(ivar)
+                    + _velclass_block(cname, float(vel), float(evel), float(snr)))
 
 
 def _work(job: dict) -> tuple[int, str]:
     """Render and write one star's spectra (skips files already written); returns planted defects."""
     spectra_dir = Path(job["dir"])
-    paths = {s: spectra_dir / f"{job['cname']}_{s}.fits" for s in SETUPS if s != job["missing"]}
+    paths = {s: spectra_dir / spectrum_name(job["cname"], s) for s in SETUPS if s != job["missing"]}
     rendered = render_star(job)  # always rendered so the defect record is identical on resume
+    # the survey's own velocity measurement per spectrum (velclass VEL): truth + 0.2 km/s scatter
+    vel = job["vrad"] + np.random.default_rng([*job["seed"], 7]).normal(0, 0.2, len(SETUPS))
     found = []
-    for setup, (flux, err, f) in rendered.items():
+    for k, (setup, (flux, err, f)) in enumerate(rendered.items()):
         found += f
         if not paths[setup].exists():
             write_spectrum(paths[setup], setup, flux, err, job["cname"], job["object"],
-                           job[f"snr_{setup}"], job["ra"], job["dec"])
+                           job[f"snr_{setup}"], job["ra"], job["dec"], vel=round(float(vel[k]), 2))
     return job["index"], ";".join(found)
 
 
