@@ -2,7 +2,7 @@
 
     python benchmarks/bench_orbits.py [--n 10000] [--steps 1001] [--gyr 5] [--cores 1] [--chunk 2500]
 
-Draws a mock Milky Way (starlabel.synth.survey.plan_survey: mock catalogue astrometry with its
+Draws a mock Milky Way (starlabel.mock.survey.plan_survey: mock catalogue astrometry with its
 errors), keeps stars with parallax > 0 and σϖ/ϖ ≤ 0.2 as `validate orbits` does, takes the first
 N and integrates them with `starlabel.validate.eccentricities`. Prints the date, the machine load
 (`uptime`) before and after, the wall time and the time per orbit. Target (issue 13): 10 000
@@ -38,7 +38,7 @@ def main(argv=None):
     p.add_argument("--rtol", type=float, default=1e-6, help="dop853_c relative tolerance (0: galpy's default)")
     args = p.parse_args(argv)
 
-    from starlabel.synth.survey import plan_survey
+    from starlabel.mock.survey import plan_survey
     from starlabel.validation import OrbitSettings, eccentricities
     from starlabel.validation.common import fcol
 

@@ -29,9 +29,9 @@ from starlabel.io.dataset import Dataset
 from starlabel.io.spectra import write_casu_fits
 from starlabel.model.ensemble import Ensemble
 from starlabel.stages.prepare import PrepareSettings, prepare
-from starlabel.synth import engine
-from starlabel.synth.population import draw_population
-from starlabel.synth.survey import EXP_MODE, native_wavelength
+from starlabel.mock import engine
+from starlabel.mock.population import draw_population
+from starlabel.mock.survey import EXP_MODE, native_wavelength
 
 R_SETUP = {"HR10": 19800.0, "HR21": 16200.0}
 

@@ -14,8 +14,8 @@ import os
 import tempfile
 import time
 
-from starlabel.synth import engine
-from starlabel.synth.survey import make_survey, native_wavelength
+from starlabel.mock import engine
+from starlabel.mock.survey import make_survey, native_wavelength
 
 
 def main(argv=None):

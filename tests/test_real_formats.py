@@ -14,7 +14,7 @@ from starlabel.io.dataset import MASK_MISSING_SETUP, MASK_NAN, Dataset
 from starlabel.io.spectra import (pop_library_warnings, read_spectrum, write_casu_fits, write_phase3_fits)
 from starlabel.lsf import FWHM_PER_SIGMA, degrade
 from starlabel.stages.prepare import PrepareSettings, find_spectra, prepare
-from starlabel.synth import engine
+from starlabel.mock import engine
 
 C = 299792.458
 CN1, CN2, CN3 = "19235180+0048006", "01234567-8912345", "12000000+0000000"
@@ -234,7 +234,7 @@ def test_degrade_gives_the_target_line_width():
 
 def test_sharp_spectrum_is_degraded_to_the_setup(tmp_path):
     """A mock star rendered at R = 60 000 (SPEC_RES in its header) and prepared equals the same star at GIRAFFE R."""
-    from starlabel.synth.survey import native_wavelength, write_spectrum
+    from starlabel.mock.survey import native_wavelength, write_spectrum
 
     star = dict(teff=4800.0, logg=2.5, feh=-0.3, abundances={"Mg": 0.2, "Al": 0.1}, vrad=25.0)
     cat = Table({"CNAME": [CN1, CN2], "VRAD": [25.0, 25.0]})
@@ -311,7 +311,7 @@ def test_select_missing_setups_option(tmp_path, option, sets):
     cat["MISSING_SETUP"] = ["", "B", ""]
     flux = np.ones((3, grid.n_pixels), "f4")
     src = write_dataset(tmp_path / "d.h5", grid, flux, np.zeros_like(flux, "u1"), cat)
-    out, report = select(src, tmp_path / "s.h5", echo=lambda *a: None, missing_setups=option)
+    out, report = select(src, tmp_path / "s.h5", missing_setups=option)
     assert Dataset(out).catalogue["SET"].tolist() == sets
     assert Dataset(out).settings["select"]["missing_setups"] == option
     assert any(r[0] == "every grid setup observed" for r in report) == (option == "exclude")

@@ -11,8 +11,8 @@ from astropy.table import Table
 
 from starlabel.labels import QualityCuts, add_relative_labels, float_column
 from starlabel.stages.select import apply_cuts
-from starlabel.synth.population import GLOBULAR_CLUSTERS, mock_isochrone_ages, seismic_subset
-from starlabel.synth.survey import plan_survey
+from starlabel.mock.population import GLOBULAR_CLUSTERS, mock_isochrone_ages, seismic_subset
+from starlabel.mock.survey import plan_survey
 from starlabel.validation import (ClusterCuts, MissingColumnError, OrbitSettings, ages, benchmarks, cluster_centres,
                                 clusters, discs, observed, orbits, read_ages, seismic)
 from starlabel.validation.common import strings

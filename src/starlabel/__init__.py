@@ -24,7 +24,7 @@ _API = {
     "BundleError": "model.bundle", "preset": "model.config", "Preset": "model.config",
     "Dataset": "io.dataset", "Grid": "grid", "Setup": "grid", "LabelSet": "labels",
     "SimilarityMap": "similarity", "MapSettings": "similarity", "QualityCuts": "labels",
-    "PrepareSettings": "stages.prepare", "mock_spectra": "synth.arrays",
+    "PrepareSettings": "stages.prepare", "mock_spectra": "mock.arrays",
     # the pipeline verbs: files in, files out
     "synth": "stages.synth", "prepare": "stages.prepare", "select": "stages.select", "map": "stages.map",
     "train": "stages.train", "predict": "stages.predict", "explain": "stages.explain",

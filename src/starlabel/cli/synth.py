@@ -19,7 +19,7 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..synth.survey import make_survey
+    from ..mock.survey import make_survey
 
     summary = make_survey(args.out, args.n_stars, seed=args.seed, workers=args.workers,
                           progress=not args.no_progress, overwrite=args.overwrite)

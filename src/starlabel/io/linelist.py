@@ -4,7 +4,7 @@ lines the paper's Mg and Al abundances come from.
 `read_linelist()` returns the packaged table (src/starlabel/data/linelist.ecsv): real lines
 from linemake (Placco et al. 2021) with van der Waals / radiative damping from VALD
 (Ryabchikova et al. 2015) where VALD has them, keeping the few hundred lines per window that
-are strongest in a set of reference FGK stars (`starlabel.synth.linelist.derive_linelist` rebuilds
+are strongest in a set of reference FGK stars (`starlabel.mock.linelist.derive_linelist` rebuilds
 it). The mock survey synthesises with it; the explain stage identifies gradient peaks with it.
 """
 

@@ -136,7 +136,7 @@ def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | No
     from ..labels import DEFAULT_LABELS
     from ..model.bundle import Bundle
     from ..plots.maps import write_map_figures
-    from ..synth.survey import make_survey
+    from ..mock.survey import make_survey
     from .evaluate import evaluate
     from .explain import explain
     from .map import map as map_spectra

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..synth.survey import make_survey
+from ..mock.survey import make_survey
 
 
 def synth(out, n_stars: int, seed: int = 0, workers: int = 2, progress: bool = True, **kwargs) -> dict:

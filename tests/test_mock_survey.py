@@ -7,7 +7,7 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from starlabel.synth.survey import make_survey, native_wavelength
+from starlabel.mock.survey import make_survey, native_wavelength
 
 CATALOGUE_COLUMNS = ("CNAME GES_FLD GES_TYPE SETUP SNR TEFF E_TEFF LOGG E_LOGG FEH E_FEH MG1 E_MG1 AL1 E_AL1 "
                      "FE1 E_FE1 VRAD E_VRAD VSINI TECH PECULI RA DEC PARALLAX PMRA PMDEC").split()
@@ -45,7 +45,7 @@ def test_catalogue_and_truth_columns(survey):
 def test_every_catalogue_setup_has_a_spectrum_in_the_ges_casu_format(survey):
     """Files as Gaia-ESO delivers them: gir_<CNAME>_<H-code>.fit, the CASU extensions and keywords."""
     from starlabel.io.spectra import read_spectrum
-    from starlabel.synth.survey import continuum_counts, spectrum_name
+    from starlabel.mock.survey import continuum_counts, spectrum_name
 
     cat = Table.read(survey / "catalogue.fits")
     truth = Table.read(survey / "truth.fits")
@@ -102,7 +102,7 @@ def test_same_seed_same_survey_and_resume(tmp_path, survey):
 
 def test_defects_are_recorded(tmp_path):
     """Pathological spectra are planted at a few per cent and recorded in truth.fits."""
-    from starlabel.synth.survey import plan_survey
+    from starlabel.mock.survey import plan_survey
 
     truth, cat = plan_survey(3000, seed=9)
     path = np.asarray(truth["PATHOLOGICAL"])

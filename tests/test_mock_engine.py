@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from starlabel.synth import engine
+from starlabel.mock import engine
 from starlabel.io.linelist import read_linelist
-from starlabel.synth.survey import native_wavelength, render_star
+from starlabel.mock.survey import native_wavelength, render_star
 
 HR21 = native_wavelength("HR21")
 

@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from starlabel.synth.population import BENCHMARKS, GLOBULAR_CLUSTERS, cname, draw_population
+from starlabel.mock.population import BENCHMARKS, GLOBULAR_CLUSTERS, cname, draw_population
 
 
 @pytest.fixture(scope="module")
