@@ -59,7 +59,10 @@ def main():
 
     is_train = np.random.default_rng(2).random(args.n) < 0.3
     t = time.perf_counter()
-    m = SimilarityMap.fit(flux, is_train, MapSettings(n_jobs=args.jobs), echo=print)
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    m = SimilarityMap.fit(flux, is_train, MapSettings(n_jobs=args.jobs))
     t_map = time.perf_counter() - t
     print(f"map of {args.n} spectra: {t_map:.1f} s (target <= 300 s)   [{load()}]")
     print(m.format_summary())

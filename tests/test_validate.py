@@ -267,7 +267,7 @@ def test_cli_validate_all_writes_tables_figures_and_report_section(tmp_path, cap
     import json
 
     from starlabel.cli import main
-    from starlabel.report.html import render
+    from starlabel.stages.report import render
 
     truth, cat = plan_survey(1200, seed=4)
     lab = mock_labels(truth, cat, seed=4)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import numpy as np
 from astropy.table import Table
 
 from ..io.atomic import atomic_path
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,12 +42,12 @@ DEMO_PRESETS = {
 CARRY = ("SET", "SNR", "GES_FLD", "TEFF", "LOGG", "FE_H", "MG_FE", "AL_FE")
 
 
-def _step(name: str, path: Path, echo) -> bool:
+def _step(name: str, path: Path) -> bool:
     """Announce a stage; False (skip it) when its output already exists from an earlier run."""
     if path.exists():
-        echo(f"[demo] {name}: {path} exists, skipped")
+        log.info(f"[demo] {name}: {path} exists, skipped")
         return False
-    echo(f"[demo] {name} …")
+    log.info(f"[demo] {name} …")
     return True
 
 
@@ -128,8 +131,7 @@ def format_summary(table: Table) -> str:
 
 
 def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | None = None,
-         runs: int | None = None, keep: int | None = None, workers: int = 2, max_epochs: int | None = None,
-         echo=print) -> Path:
+         runs: int | None = None, keep: int | None = None, workers: int = 2, max_epochs: int | None = None) -> Path:
     """Run the pipeline into `out`; returns the path of the HTML report."""
     from ..evaluation.metrics import join_run, metrics_table, read_map_flags
     from ..io.dataset import Dataset
@@ -160,45 +162,45 @@ def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | No
     def lap(name):
         timings[name] = round(time.perf_counter() - t0 - sum(timings.values()), 1)
 
-    if _step(f"synth survey of {n_stars} stars", survey / "truth.fits", echo):
+    if _step(f"synth survey of {n_stars} stars", survey / "truth.fits"):
         make_survey(survey, n_stars, seed=seed, workers=workers)
     lap("synth")
-    if _step("prepare", out / "dataset.h5", echo):
+    if _step("prepare", out / "dataset.h5"):
         prepare(survey / "catalogue.fits", survey / "spectra", out / "dataset.h5",
                 PrepareSettings(workers=workers))
     lap("prepare")
-    if _step("select (training candidates)", out / "candidates.h5", echo):
+    if _step("select (training candidates)", out / "candidates.h5"):
         select(out / "dataset.h5", out / "candidates.h5")
-    if _step("similarity map", out / "map.h5", echo):
+    if _step("similarity map", out / "map.h5"):
         m = map_spectra(out / "candidates.h5", out / "map.h5", seed=seed)
         cand = Dataset(out / "candidates.h5")
         write_map_figures(m, out / "map_figures", "map", read=cand.read, wavelength=cand.wavelength)
     lap("map")
-    if _step("select without map outliers", out / "sets.h5", echo):
+    if _step("select without map outliers", out / "sets.h5"):
         select(out / "dataset.h5", out / "sets.h5", exclude_cnames=outlier_cnames(out / "map.h5"))
     lap("select")
-    if _step(f"train ({p.train_preset} preset, best {keep} of {runs} runs)", out / "model" / "manifest.json", echo):
+    if _step(f"train ({p.train_preset} preset, best {keep} of {runs} runs)", out / "model" / "manifest.json"):
         train(out / "sets.h5", out / "model", labels=DEFAULT_LABELS, runs=runs, keep=keep,
               preset=p.train_preset, seed=seed,
               **({"max_epochs": max_epochs} if max_epochs else {}))
     lap("train")
-    if _step("predict", out / "labels.fits", echo):
+    if _step("predict", out / "labels.fits"):
         predict(out / "model", out / "sets.h5", out / "labels.fits", carry=CARRY,
                 map_path=out / "map.h5", noise_draws=NOISE_DRAWS, seed=seed)
     lap("predict")
-    if _step("evaluate", out / "eval" / "index.json", echo):
+    if _step("evaluate", out / "eval" / "index.json"):
         evaluate(out / "model", out / "sets.h5", out / "labels.fits", out / "eval", map_path=out / "map.h5",
                  truth_path=survey / "truth.fits")
     lap("evaluate")
-    if _step("validate", out / "validate" / "validate.json", echo):
+    if _step("validate", out / "validate" / "validate.json"):
         from .validate import validate as validate_all
 
         extra = {k: survey / f for k, f in (("seismic", "seismic.fits"), ("ages", "ages_mock.fits"))
                  if (survey / f).exists()}
         validate_all(out / "labels.fits", survey / "catalogue.fits", out / "validate", truth=survey / "truth.fits",
-                     model_dir=out / "model", echo=echo, **extra)
+                     model_dir=out / "model", **extra)
     lap("validate")
-    if _step("explain", out / "explain" / "explain.h5", echo):
+    if _step("explain", out / "explain" / "explain.h5"):
         explain(out / "model", out / "sets.h5", out / "explain" / "explain.h5", which="test",
                 n_max=p.explain_spectra, seed=seed)
     lap("explain")
@@ -211,7 +213,7 @@ def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | No
     with atomic_path(out / "summary.csv") as tmp:
         summary.write(tmp, format="ascii.csv")
     lap("summary")
-    echo("\n" + format_summary(summary[summary["set"] != "train"]))
+    log.info("\n" + format_summary(summary[summary["set"] != "train"]))
     path = report(out, out / "report.html")
     lap("report")
     timings["total"] = round(time.perf_counter() - t0, 1)
@@ -219,7 +221,7 @@ def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | No
                     max_epochs=max_epochs)
     with atomic_path(out / "demo.json") as tmp:
         tmp.write_text(json.dumps({"settings": settings, "timings_s": timings}, indent=2))
-    echo(f"\n[demo] stage timings (s): {timings}")
-    echo(f"[demo] report: {path.resolve()}")
+    log.info(f"\n[demo] stage timings (s): {timings}")
+    log.info(f"[demo] report: {path.resolve()}")
     return path
 

@@ -48,7 +48,7 @@ def _split(model_dir):
 
 def validate(labels, catalogue, out_dir, truth=None, seismic=None, reference=None, ages=None,
                  model_dir=None, analyses=ANALYSES, cluster_cuts=None, disc_settings=None, orbit_settings=None,
-                 turnoff=None, echo=print) -> dict:
+                 turnoff=None) -> dict:
     """Run `analyses` (default: all) and write OUT_DIR (module docstring). Returns the validate.json dict.
 
     labels, catalogue, truth, seismic, reference, ages: paths or astropy Tables (None: absent).
@@ -77,14 +77,14 @@ def validate(labels, catalogue, out_dir, truth=None, seismic=None, reference=Non
         absent = [what for what, v in needs if v is None]
         if absent:
             results[name] = {"status": "skipped", "reason": f"no {', '.join(absent)} given"}
-            echo(f"[validate] {name}: skipped (no {', '.join(absent)})")
+            log.info("[validate] %s: skipped (no %s)", name, ", ".join(absent))
             return None
         try:
             v = fn()
         except Exception as e:  # one analysis must not cost the others
             log.exception("validate %s failed", name)
             results[name] = {"status": "failed", "reason": f"{type(e).__name__}: {e}"}
-            echo(f"[validate] {name}: FAILED: {type(e).__name__}: {e}")
+            log.warning("[validate] %s: FAILED: %s: %s", name, type(e).__name__, e)
             return None
         files = {p.name: f"{name} table" for p in v.write(out).values()}
         for k, fig_fn in enumerate(P.FIGURES[name]):
@@ -92,7 +92,7 @@ def validate(labels, catalogue, out_dir, truth=None, seismic=None, reference=Non
             args = (v, lab) if fig_fn in (P.clusters_figure, P.ages_figure) else (v,)
             files[P.save(fig_fn(*args), out / f"{key}.png").name] = CAPTIONS[key]
         results[name] = {"status": "done", "files": files, "meta": {k: _plain(x) for k, x in v.meta.items()}}
-        echo(f"[validate] {name}: {len(v.table)} rows → {out}")
+        log.info("[validate] %s: %d rows → %s", name, len(v.table), out)
         return v
 
     if "benchmarks" in analyses:
