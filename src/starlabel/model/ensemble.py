@@ -172,7 +172,7 @@ class Ensemble:
     # ------------------------------------------------------------------ prediction
 
     def predict_each(self, flux, batch: int | None = None, threads: int | None = None,
-                     compile: bool = False) -> np.ndarray:
+                     compile: bool = False, fused: bool | None = None) -> np.ndarray:
         """(M, N, L) predictions of every kept network, physical units.
 
         `batch`: spectra per forward pass; small batches stay in the CPU caches and are
@@ -182,8 +182,14 @@ class Ensemble:
         the cores; the numbers do not depend on the thread count. Every kept network runs on a batch while it is in the cache.
         `compile=True` compiles the first conv block with torch.compile (some seconds, once
         per process): ~1.3× faster for large N; full batches then differ from the eager path
-        by float rounding only. If compilation fails, the eager path is used."""
+        by float rounding only. If compilation fails, the eager path is used.
+        `fused`: run the networks as one `fused.FusedNetwork` (default for several networks
+        without `compile`; faster, see benchmarks/bench_fused.py); False: one network at a time."""
         x = self._flux(flux)
+        if fused if fused is not None else (len(self.networks) > 1 and not compile):
+            from .fused import predict_fused
+
+            return self.labels.from_network(predict_fused(self, x, batch, threads).astype(np.float64))
         cpu = self.device.type == "cpu"
         batch = batch or (32 if cpu else 1024)
         out = np.empty((len(self.networks), len(x), len(self.labels.names)), dtype=np.float32)
