@@ -24,7 +24,7 @@ def add_parser(sub):
                    help="after early stopping, refit the output layer by ridge regression on the last "
                         "hidden features, undoing dropout's shrinkage (default: the preset's; not in the paper)")
     p.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
-    p.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: the cores this process may use: CPU affinity, cgroup quota)")
     p.set_defaults(func=run)
 
 

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..cores import usable_cores
 from .config import NetworkConfig
 from .network import Network, _window_matrix, _windows
 
@@ -230,9 +231,9 @@ def fused_of(ensemble) -> FusedNetwork:
 def predict_fused(ensemble, x: torch.Tensor, batch: int | None = None, threads: int | None = None,
                   conv_batch: int | None = None) -> np.ndarray:
     """(M, N, L) network-space predictions of the ensemble's kept networks through one
-    `FusedNetwork`. On the CPU, batches of `batch` spectra (default 128) are shared out to
-    `threads` worker threads (default torch.get_num_threads()), each single-threaded, as in
-    `Ensemble.predict_each`; the conv blocks run on sub-batches of `conv_batch` (default 4)
+    `FusedNetwork`. On the CPU, batches of `batch` spectra (default 128) are handed out one at
+    a time to `threads` worker threads (default: torch.get_num_threads(), at most
+    `cores.usable_cores()`), each single-threaded, as in `Ensemble.predict_each`; the conv blocks run on sub-batches of `conv_batch` (default 4)
     spectra. The numbers do not depend on `batch`, `conv_batch` or the thread count beyond
     float rounding."""
     net = fused_of(ensemble)
@@ -243,23 +244,24 @@ def predict_fused(ensemble, x: torch.Tensor, batch: int | None = None, threads: 
     out = np.empty((net.m, len(x), net.config.n_labels), dtype=np.float32)
     starts = range(0, len(x), batch)
 
-    def work(chunk):
+    def work(i):
         with torch.inference_mode():
-            for i in chunk:
-                out[:, i : i + batch] = net(x[i : i + batch].to(device), conv_batch).cpu().numpy()
+            out[:, i : i + batch] = net(x[i : i + batch].to(device), conv_batch).cpu().numpy()
 
     if not cpu:
-        work(starts)
+        for i in starts:
+            work(i)
         return out
-    threads = max(1, min(threads or torch.get_num_threads(), len(starts)))
+    threads = max(1, min(threads or min(torch.get_num_threads(), usable_cores()), len(starts)))
     saved = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         if threads == 1:
-            work(starts)
-        else:
+            for i in starts:
+                work(i)
+        else:  # batches handed out one at a time: a thread on a core shared with other work takes fewer
             with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(work, [starts[t::threads] for t in range(threads)]))
+                list(pool.map(work, starts))
     finally:
         torch.set_num_threads(saved)
     return out

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..cores import configure_threads
 from ..io.atomic import atomic_path
 from ..io.dataset import Dataset
 from ..labels import DEFAULT_LABELS, LabelSet, float_column, label_matrix
@@ -307,8 +308,7 @@ def train(sets_path, out_dir, labels=DEFAULT_LABELS, runs: int = 10, keep: int =
         raise ValueError(f"--keep must be between 1 and --runs ({runs}), got {keep}")
     p = get_preset(preset, **train_overrides)
     device = pick_device(device)
-    if threads:
-        torch.set_num_threads(threads)
+    configure_threads(threads)  # default: the cores this process may use (starlabel.cores)
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
