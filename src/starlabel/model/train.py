@@ -296,12 +296,13 @@ def train_run(index: int, seed: int, net_cfg: NetworkConfig, cfg: TrainConfig, d
 
 def train(sets_path, out_dir, labels=DEFAULT_LABELS, runs: int = 10, keep: int = 8, preset: str = "quick",
           seed: int = 0, *, device=None, threads: int | None = None, callback=None, echo=print,
-          progress: bool = True, **train_overrides) -> Path:
+          progress: bool = True, fused: bool = False, **train_overrides) -> Path:
     """Train an ensemble on the SET == 'train' rows of `sets_path` and write the bundle to `out_dir`.
 
     `train_overrides` change TrainConfig fields of the preset (e.g. max_epochs=5).
     `callback(run, epoch, state)` is called after each epoch's checkpoint is on disk.
     Re-running with the same arguments resumes; different data or settings are refused.
+    `fused`: train all runs together as one fused network (model/fused_train.py).
     """
     labels = tuple(labels)
     if not 1 <= keep <= runs:
@@ -356,10 +357,15 @@ def train(sets_path, out_dir, labels=DEFAULT_LABELS, runs: int = 10, keep: int =
             if cfg.noise_augment > 0 else None)
     del flux
 
+    if fused:
+        from .fused_train import train_fused
+
+        together = train_fused([(i, run_seed(seed, i)) for i in range(runs)], net_cfg, cfg, data, ckpt_dir,
+                               device, callback, progress)
     results = []
     for i in range(runs):
-        st = train_run(i, run_seed(seed, i), net_cfg, cfg, data, ckpt_dir / f"run{i}.safetensors",
-                       device, callback, progress)
+        st = together[i] if fused else train_run(i, run_seed(seed, i), net_cfg, cfg, data,
+                                                 ckpt_dir / f"run{i}.safetensors", device, callback, progress)
         refit = (f"; {st['best_test']:.5f} after refitting the output layer" if "test_before_refit" in st else "")
         echo(f"run {i}: {st['epoch']} epochs, best test loss {st.get('test_before_refit', st['best_test']):.5f} "
              f"(epoch {st['best_epoch']}){refit}")
