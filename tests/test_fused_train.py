@@ -112,3 +112,28 @@ def test_cli_has_fused_device_threads():
     args = build_parser().parse_args(["predict", "m", "d.h5", "--out", "o.fits", "--device", "cpu", "--threads", "2"])
     assert args.device == "cpu" and args.threads == 2
     assert replace(TrainConfig(), max_epochs=1).max_epochs == 1
+
+
+@pytest.mark.slow
+def test_interrupted_fused_training_continues_run_by_run(tmp_path):
+    """Every epoch each member is checkpointed in train_run's format: after an interruption the
+    runs continue (by train_run) to what the uninterrupted fused training gives (without dropout
+    nothing random is shared, so to float rounding)."""
+    cfg = TrainConfig(learning_rate=1e-3, batch_size=16, max_epochs=6, patience=1, lr_patience=1,
+                      noise_augment=1.0, refit_output=False)
+    data = _data()
+    runs = [(0, 11), (1, 12), (2, 13)]
+    whole = train_fused(runs, NET, cfg, data, tmp_path / "whole", torch.device("cpu"), progress=False)
+
+    def stop(index, epoch, st):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_fused(runs, NET, cfg, data, tmp_path / "cut", torch.device("cpu"), callback=stop, progress=False)
+    again = train_fused(runs, NET, cfg, data, tmp_path / "cut", torch.device("cpu"), progress=False)
+    for a, b in zip(whole, again):
+        assert a["epoch"] == b["epoch"] and a["best_epoch"] == b["best_epoch"]
+        np.testing.assert_allclose(a["test_loss"], b["test_loss"], rtol=1e-4)
+        for k in a["_best"]:
+            torch.testing.assert_close(a["_best"][k], b["_best"][k], rtol=1e-3, atol=1e-4)

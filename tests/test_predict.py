@@ -37,8 +37,9 @@ def test_predict_labels_all_but_the_broken_spectrum(model, tmp_path):
     from starlabel.io.dataset import Dataset
 
     mean, std = Ensemble.load(model).predict(Dataset(data).read()[ok])
-    np.testing.assert_allclose(t["TEFF_CNN"][ok], mean[:, 0], rtol=1e-6)
-    # a std of nearly equal float32 numbers: other batch sizes round differently at the 1e-6 level
+    # float32 networks: other batch sizes (chunks) round differently at the 1e-6 level
+    np.testing.assert_allclose(t["TEFF_CNN"][ok], mean[:, 0], rtol=1e-5)
+    # a std of nearly equal float32 numbers
     np.testing.assert_allclose(t["E_LOGG_CNN"][ok], std[:, 1], rtol=1e-5, atol=1e-5)
 
 

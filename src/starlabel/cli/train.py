@@ -25,7 +25,7 @@ def add_parser(sub):
                         "hidden features, undoing dropout's shrinkage (default: the preset's; not in the paper)")
     p.add_argument("--fused", action="store_true",
                    help="train all runs together as one fused network (each keeps its own seed, data order, "
-                        "learning rate and early stopping; faster on a CPU)")
+                        "learning rate and early stopping; meant for GPUs: on a CPU it was slower per run, see README)")
     p.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=int, help="CPU threads (default: the cores this process may use: CPU affinity, cgroup quota)")
     p.set_defaults(func=run)

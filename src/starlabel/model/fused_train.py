@@ -16,9 +16,10 @@ the members, so the runs are equal in distribution, not bit for bit (with dropou
 separate runs to float rounding; tests/test_fused_train.py checks both). The results have
 `train_run`'s layout (per-member `Network` state dicts, history, snapshots), and each finished
 member's checkpoint is written in `train_run`'s final format, so bundles are unchanged and a later
-`train` (fused or not) finds those runs done. A fused training is checkpointed only as members
-finish: an interrupted one restarts its unfinished members (a member with an unfinished separate
-checkpoint is resumed by `train_run` instead).
+`train` (fused or not) finds those runs done. Every epoch each member still training is checkpointed
+in `train_run`'s resumable format (its weights, Adam state as torch keeps it, generator, schedule):
+an interrupted fused training is continued run by run by `train_run` (equal in distribution; the
+dropout generator is not the one a separate run would have had).
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def train_fused(runs: list[tuple[int, int]], net_cfg: NetworkConfig, cfg: TrainC
                 device: torch.device, callback=None, progress: bool = True) -> list[dict]:
     """Train the runs [(index, seed), ...] together; returns `train_run`'s result for each, in order.
     `data` is `train`'s tuple (x_tr, y_tr, x_te, y_te, w_tr, w_te, noise). Runs whose checkpoint in
-    `ckpt_dir` exists (finished or not) are handed to `train_run`, which finishes or reports them."""
+    `ckpt_dir` exists (finished or not) are handed to `train_run`, which reports or continues them."""
     x_tr, y_tr, x_te, y_te, w_tr, w_te, noise = data
     ckpt_dir = Path(ckpt_dir)
     results: dict[int, dict] = {}
@@ -167,7 +168,7 @@ def _train_together(runs, net_cfg, cfg, x_tr, y_tr, x_te, y_te, w_tr, w_te, nois
             dummy, factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr) if cfg.lr_factor else None))
     states = [{"index": i, "seed": s, "epoch": 0, "best_epoch": 0, "best_test": float("inf"), "bad_epochs": 0,
                "done": False, "train_loss": [], "test_loss": [], "snapshots": []} for i, s in runs]
-    best = [None] * m  # best weights (Network state dicts) per member
+    best = fused.state_dicts()  # best weights per member (the initial ones, as train_run, until one is better)
     snaps: list[dict] = [{} for _ in runs]
     active = list(range(m))  # run positions still training, in fused-member order
     bar = tqdm(total=cfg.max_epochs, desc=f"runs {runs[0][0]}–{runs[-1][0]} fused", unit="epoch",
@@ -203,10 +204,12 @@ def _train_together(runs, net_cfg, cfg, x_tr, y_tr, x_te, y_te, w_tr, w_te, nois
                 stop.append(k)
         for k in stop:
             r = active[k]
-            if best[r] is None:  # never finite: keep the current weights, as train_run's initial `best`
-                best[r] = fused.state_dicts()[k]
             _finish(states[r], best[r], snaps[r], net_cfg, cfg, x_tr, y_tr, x_te, y_te, w_tr, w_te, device,
                     ckpt_dir)
+        for k, r in enumerate(active):
+            if k not in stop:  # finished ones were written by _finish
+                _save_member(states[r], best[r], snaps[r], fused, opt, k, shuffles[r], scheds[r][1], device,
+                             ckpt_dir)
         if callback is not None:
             for r in active:
                 callback(states[r]["index"], states[r]["epoch"], dict(states[r]))
@@ -222,6 +225,34 @@ def _train_together(runs, net_cfg, cfg, x_tr, y_tr, x_te, y_te, w_tr, w_te, nois
         bar.set_postfix(active=len(active), best=f"{min(s['best_test'] for s in states):.4f}")
     bar.close()
     return [states[r] | {"_best": best[r], "_snaps": snaps[r]} for r in range(m)]
+
+
+def _save_member(st, best, snaps, fused, opt, k, shuffle, sched, device, ckpt_dir) -> None:
+    """Checkpoint member `k` in `train_run`'s resumable format (weights, best weights, Adam state as
+    torch's Adam keeps it, RNG states, schedule, history): `train_run` can continue it."""
+    net = Network(fused.config)
+    weights = fused.state_dicts()[k]
+    net.load_state_dict(weights)
+    adam = torch.optim.Adam(net.parameters(), lr=float(opt.lr[k]), fused=device.type in ("cpu", "cuda"))
+    order = {id(p): j for j, p in enumerate(fused.parameters())}
+    by_name = dict(zip([n for n, _ in net.named_parameters()], net.parameters()))
+    for (wn, w, bn, b) in fused._names():
+        for name, p in ((wn, w), (bn, b)):
+            j = order[id(p)]
+            adam.state[by_name[name]] = {"step": torch.tensor(float(opt.step_count[k])),
+                                         "exp_avg": opt.exp_avg[j][k].detach().cpu().clone(),
+                                         "exp_avg_sq": opt.exp_avg_sq[j][k].detach().cpu().clone()}
+    ot, oinfo = checkpoint.optimizer_tensors(adam)
+    tensors = {f"best.{n}": t for n, t in best.items()} | {f"snap.{n}": v for n, v in snaps.items()}
+    tensors |= {f"model.{n}": t for n, t in weights.items()} | ot
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.shuffle"] = shuffle.get_state()
+    if device.type == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    state = {n: v for n, v in st.items() if not n.startswith("_")} | {"optim": oinfo}
+    if sched is not None:
+        state["sched"] = sched.state_dict()
+    checkpoint.save(Path(ckpt_dir) / f"run{st['index']}.safetensors", tensors, state)
 
 
 def _finish(st, best, snaps, net_cfg, cfg, x_tr, y_tr, x_te, y_te, w_tr, w_te, device, ckpt_dir) -> None:
