@@ -28,7 +28,7 @@ from starlabel.labels import LabelSet
 from starlabel.model.config import preset
 from starlabel.model.ensemble import Ensemble
 from starlabel.model.network import Network
-from starlabel.model.train import NoiseAugment, fit_epoch
+from starlabel.model.run import NoiseAugment, fit_epoch
 
 
 def load() -> str:

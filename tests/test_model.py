@@ -222,7 +222,7 @@ def test_non_finite_training_rows_dropped(tmp_path, caplog):
 def test_label_weights_follow_catalogue_errors(caplog):
     from astropy.table import Table
 
-    from starlabel.model.train import loss_fn
+    from starlabel.model.run import loss_fn
     from starlabel.stages.train import label_weights
 
     t = Table({"E_TEFF": [10.0, 20.0, np.nan, 0.0]})
@@ -277,7 +277,7 @@ def test_training_from_before_a_new_setting_still_resumes(sets, tmp_path, caplog
 def test_noise_augment_adds_each_spectrums_own_noise():
     """The added noise is `factor` × the spectrum's DER_SNR noise in each setup, and the same
     generator state draws the same noise (so a resumed run continues identically)."""
-    from starlabel.model.train import NoiseAugment
+    from starlabel.model.run import NoiseAugment
 
     rng = np.random.default_rng(0)
     n, slices = 40, list(TOY_GRID.slices().values())

@@ -33,10 +33,10 @@ def test_predict_labels_all_but_the_broken_spectrum(model, tmp_path):
 
     pred = Ensemble.load(model).predict(Dataset(data).read()[ok])
     mean, std = pred.mean, pred.std
-    # the networks compute in float32, and other batch sizes round differently: tolerances of a
-    # few dozen float32 ulps (a std of nearly equal numbers loses more)
+    # the networks compute in float32, and other batch sizes round differently: tolerances of
+    # about a hundred float32 ulps (the fused path groups spectra differently too) (a std of nearly equal numbers loses more)
     eps = np.finfo(np.float32).eps
-    np.testing.assert_allclose(t["TEFF_CNN"][ok], mean[:, 0], rtol=50 * eps)
+    np.testing.assert_allclose(t["TEFF_CNN"][ok], mean[:, 0], rtol=100 * eps)
     np.testing.assert_allclose(t["E_LOGG_CNN"][ok], std[:, 1], rtol=100 * eps, atol=100 * eps)
 
 

@@ -13,9 +13,13 @@ stages take files; every pipeline verb is a function of the same name:
 Names are resolved on first use, so `import starlabel` stays fast (PyTorch loads with the model).
 """
 
+import os as _os
 from importlib import import_module
 
 __version__ = "0.1.0"
+
+# Idle OpenMP workers sleep instead of spinning (see starlabel.cores); only if torch is not imported yet.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # public name -> module that defines it (relative to this package)
 _API = {

@@ -16,6 +16,8 @@ def add_parser(sub):
                    help="also label K noisy copies of each spectrum per network: adds E_<LABEL>_NOISE "
                    "(noise-propagated uncertainty) and E_<LABEL>_TOTAL; costs K more predictions")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise draws")
+    p.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: the cores this process may use)")
     p.set_defaults(func=run)
 
 
@@ -24,5 +26,6 @@ def run(args):
 
     carry = [c.strip() for c in args.carry.split(",") if c.strip()]
     path = predict(args.model, args.dataset, args.out, carry=carry, chunk=args.chunk, map_path=args.map,
-                   compile=args.compile, noise_draws=args.noise_draws, seed=args.seed)
+                   compile=args.compile, noise_draws=args.noise_draws, seed=args.seed,
+                   device=args.device, threads=args.threads)
     print(f"wrote {path}")

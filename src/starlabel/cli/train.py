@@ -23,8 +23,11 @@ def add_parser(sub):
     p.add_argument("--refit-output", action=argparse.BooleanOptionalAction, default=None,
                    help="after early stopping, refit the output layer by ridge regression on the last "
                         "hidden features, undoing dropout's shrinkage (default: the preset's; not in the paper)")
+    p.add_argument("--fused", action="store_true",
+                   help="train all runs together as one fused network (each keeps its own seed, data order, "
+                        "learning rate and early stopping; meant for GPUs: on a CPU it was slower per run, see README)")
     p.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
-    p.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: the cores this process may use: CPU affinity, cgroup quota)")
     p.set_defaults(func=run)
 
 
@@ -36,5 +39,5 @@ def run(args):
                      refit_output=args.refit_output, weight_by_errors=args.weight_by_errors or None)
     labels = [s.strip() for s in args.labels.split(",") if s.strip()]
     path = train(args.sets, args.out, labels=labels, runs=args.runs, keep=args.keep, preset=args.preset,
-                 seed=args.seed, device=args.device, threads=args.threads, **overrides)
+                 seed=args.seed, device=args.device, threads=args.threads, fused=args.fused, **overrides)
     print(f"wrote {path}")

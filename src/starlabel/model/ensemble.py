@@ -80,7 +80,8 @@ class Ensemble:
     @classmethod
     def fit(cls, flux, labels, names=DEFAULT_LABELS, grid: Grid | None = None, config: str | Preset = "quick",
             runs: int | None = None, keep: int | None = None, seed: int = 0, ids=None, weights=None,
-            checkpoint_dir=None, callback=None, device=None, progress: bool = False) -> "Ensemble":
+            checkpoint_dir=None, callback=None, device=None, progress: bool = False,
+            fused: bool = False) -> "Ensemble":
         """Train `runs` networks on (flux (N, P), labels (N, L) or a table with the `names` columns)
         and keep the `keep` best.
 
@@ -88,7 +89,8 @@ class Ensemble:
         `grid`: the wavelength grid of the flux columns (default: the paper's HR10+HR21 grid).
         `ids`: one name per spectrum (CNAMEs), recorded in the bundle's split. `weights` (N, L):
         per-star, per-label loss weights. With `checkpoint_dir` an interrupted fit resumes
-        there; `callback(run, epoch, state)` is called after every epoch."""
+        there; `callback(run, epoch, state)` is called after every epoch. `fused`: train the runs together
+        as one fused network (needs `checkpoint_dir`)."""
         if hasattr(labels, "colnames"):  # a table with one column per label name
             labels = label_matrix(labels, names)
         p = get_preset(config) if isinstance(config, str) else config
@@ -97,7 +99,7 @@ class Ensemble:
 
             p = replace(p, runs=p.runs if runs is None else runs, keep=p.keep if keep is None else keep)
         rec = fit_runs(flux, labels, names, grid or Grid.default(), p, seed, ids, weights, checkpoint_dir,
-                       callback, device, progress)
+                       callback, device, progress, fused)
         networks = []
         for i in rec.kept:
             net = Network(rec.network)
@@ -179,7 +181,7 @@ class Ensemble:
     # ------------------------------------------------------------------ prediction
 
     def predict_each(self, flux, batch: int | None = None, threads: int | None = None,
-                     compile: bool = False) -> np.ndarray:
+                     compile: bool = False, fused: bool | None = None) -> np.ndarray:
         """(M, N, L) predictions of every kept network, physical units.
 
         `batch`: spectra per forward pass; small batches stay in the CPU caches and are
@@ -189,8 +191,14 @@ class Ensemble:
         the cores; the numbers do not depend on the thread count. Every kept network runs on a batch while it is in the cache.
         `compile=True` compiles the first conv block with torch.compile (some seconds, once
         per process): ~1.3× faster for large N; full batches then differ from the eager path
-        by float rounding only. If compilation fails, the eager path is used."""
+        by float rounding only. If compilation fails, the eager path is used.
+        `fused`: run the networks as one `fused.FusedNetwork` (default for several networks
+        without `compile`; faster, see benchmarks/bench_fused.py); False: one network at a time."""
         x = self._flux(flux)
+        if fused if fused is not None else (len(self.networks) > 1 and not compile):
+            from .fused import predict_fused
+
+            return self.labels.from_network(predict_fused(self, x, batch, threads).astype(np.float64))
         cpu = self.device.type == "cpu"
         batch = batch or (32 if cpu else 1024)
         out = np.empty((len(self.networks), len(x), len(self.labels.names)), dtype=np.float32)

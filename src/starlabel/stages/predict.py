@@ -51,17 +51,20 @@ def map_flags(map_path, cnames: np.ndarray, read_flux, chunk: int = 2048) -> dic
 
 
 def predict(model_dir, dataset_path, out, carry=(), chunk: int = 2048, rows=None,
-            progress: bool = True, map_path=None, compile: bool = False, noise_draws: int = 0, seed: int = 0):
+            progress: bool = True, map_path=None, compile: bool = False, noise_draws: int = 0, seed: int = 0,
+            device=None, threads: int | None = None):
     """Write the labels of `dataset_path` (optionally only `rows`) to the FITS table `out`.
 
     Returns the path. Memory stays bounded by `chunk` spectra at a time. `compile` runs the
     first convolution block through torch.compile (≈1.5× faster on a CPU, a few seconds to
     compile: worth it from about 10⁵ spectra × models). `noise_draws` noisy copies per spectrum
     and network give the noise-propagated uncertainty (each draw costs one more prediction);
-    the draws are seeded by `seed` and each chunk's first row: the same command gives the same numbers."""
+    the draws are seeded by `seed` and each chunk's first row: the same command gives the same numbers.
+    `device`: torch device (default CUDA when present); `threads`: CPU worker threads (default: the
+    usable cores)."""
     if noise_draws < 0:
         raise ValueError(f"noise_draws must be 0 or more, got {noise_draws}")
-    ens = model_dir if isinstance(model_dir, Ensemble) else Ensemble.load(model_dir)
+    ens = model_dir if isinstance(model_dir, Ensemble) else Ensemble.load(model_dir, device=device)
     ds = Dataset(dataset_path)
     ens.check_grid(ds.grid, source=str(ds.path))
     carry = [c for c in carry if c and c != "CNAME"] + [c for c in ("MISSING_SETUP",) if c in ds.catalogue.colnames and c not in carry]  # noqa: E501
@@ -86,7 +89,8 @@ def predict(model_dir, dataset_path, out, carry=(), chunk: int = 2048, rows=None
                               stacklevel=2)
             if ok.any():
                 p = ens.predict(flux[ok], noise_draws, seed=[seed, int(r[0])],
-                                mask=mask[0][ok] if noise_draws else None, compile=compile)
+                                mask=mask[0][ok] if noise_draws else None, compile=compile,
+                                threads=threads)
                 mean[done : done + len(r)][ok] = p.mean
                 std[done : done + len(r)][ok] = p.std
                 if noise_draws:

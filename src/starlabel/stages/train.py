@@ -11,8 +11,8 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from ..cores import configure_threads
 from ..io.dataset import Dataset
 from ..labels import DEFAULT_LABELS, float_column, label_matrix
 from ..model.config import preset as get_preset
@@ -69,22 +69,23 @@ def label_weights(table, labels) -> np.ndarray:
 
 def train(sets_path, out_dir, labels=DEFAULT_LABELS, runs: int | None = None, keep: int | None = None,
           preset: str = "quick", seed: int = 0, *, device=None, threads: int | None = None, callback=None,
-          progress: bool = True, **train_overrides) -> Path:
+          progress: bool = True, fused: bool = False, **train_overrides) -> Path:
     """Train an ensemble on the SET == 'train' rows of `sets_path` and write the bundle to `out_dir`.
 
     `runs`/`keep` (default: the preset's, 10 and 8) and `train_overrides` (TrainConfig fields, e.g.
     max_epochs=5) change the preset. `callback(run, epoch, state)` is called after each epoch's
     checkpoint is on disk. Re-running with the same arguments resumes; different data or settings
-    are refused."""
+    are refused. `fused`: train all runs together as one fused network (model/fused_train.py); `threads`:
+    default the cores this process may use (starlabel.cores)."""
     labels = tuple(labels)
     p = get_preset(preset, runs=runs, keep=keep, **train_overrides)
-    if threads:
-        torch.set_num_threads(threads)
+    configure_threads(threads)
     out = Path(out_dir)
     ds, flux, y, cnames, rows, n_drop = load_training_data(sets_path, labels)
     w = label_weights(ds.catalogue[rows], labels) if p.train.weight_by_errors else None
     ens = Ensemble.fit(flux, y, names=labels, grid=ds.grid, config=p, seed=seed, ids=cnames, weights=w,
-                       checkpoint_dir=out / "checkpoints", callback=callback, device=device, progress=progress)
+                       checkpoint_dir=out / "checkpoints", callback=callback, device=device, progress=progress,
+                       fused=fused)
     del flux
     test_rows = rows[ens.record.test_idx]
     return ens.save(out, test_rows=test_rows,

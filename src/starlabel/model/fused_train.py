@@ -1,0 +1,279 @@
+"""All runs of an ensemble trained together as one `FusedNetwork` (issue 15 §1).
+
+Each member is what `train.train_run` would make of its seed, advanced in lockstep with the others:
+
+* the same initial weights (`torch.manual_seed(seed)` before `Network(config)`), the same data
+  order and the same fresh noise (its own generator, seeded and drawn in the same order as
+  `train_run`'s), so each member sees exactly the batches its separate run would see;
+* its own Adam state, step count and learning rate (`StackedAdam`: Adam's arithmetic over the
+  stacked parameters, torch's formula, one learning rate per member), its own plateau schedule
+  (a torch `ReduceLROnPlateau` per member) and its own early stopping: a stopped member leaves
+  the fused module (its best weights kept, the output layer refitted as in `train_run`), and the
+  others go on without its cost.
+
+Where it departs from separate runs: dropout masks come from torch's global generator, shared by
+the members, so the runs are equal in distribution, not bit for bit (with dropout 0 they follow the
+separate runs to float rounding; tests/test_fused_train.py checks both). The results have
+`train_run`'s layout (per-member `Network` state dicts, history, snapshots), and each finished
+member's checkpoint is written in `train_run`'s final format, so bundles are unchanged and a later
+`train` (fused or not) finds those runs done. Every epoch each member still training is checkpointed
+in `train_run`'s resumable format (its weights, Adam state as torch keeps it, generator, schedule):
+an interrupted fused training is continued run by run by `train_run` (equal in distribution; the
+dropout generator is not the one a separate run would have had).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from .config import NetworkConfig, TrainConfig
+from .fused import FusedNetwork
+from .network import Network
+from .run import RunResult, RunState, loss_fn, refit_output_layer, train_run
+
+log = logging.getLogger(__name__)
+
+
+class StackedAdam:
+    """Adam (torch's arithmetic, no weight decay, no amsgrad) over parameters stacked along a leading
+    member axis, with one learning rate and one step count per member. `keep(idx)` drops members."""
+
+    def __init__(self, params, lr: torch.Tensor, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.params = list(params)
+        self.lr = lr.clone().double()
+        self.betas, self.eps = betas, eps
+        m = len(lr)
+        self.step_count = torch.zeros(m, dtype=torch.float64)
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self):
+        b1, b2 = self.betas
+        self.step_count += 1
+        bc1 = 1 - b1 ** self.step_count
+        bc2_sqrt = (1 - b2 ** self.step_count).sqrt()
+        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
+            g = p.grad
+            if g is None:
+                continue
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            m.lerp_(g, 1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            denom = (v.sqrt() / bc2_sqrt.to(p).view(shape)).add_(self.eps)
+            p.addcmul_(m / denom, (self.lr / bc1).to(p).view(shape), value=-1.0)
+
+    def keep(self, idx: torch.Tensor) -> None:
+        self.lr, self.step_count = self.lr[idx], self.step_count[idx]
+        self.exp_avg = [t[idx.to(t.device)] for t in self.exp_avg]
+        self.exp_avg_sq = [t[idx.to(t.device)] for t in self.exp_avg_sq]
+
+
+def _keep_members(net: FusedNetwork, idx: torch.Tensor) -> None:
+    """Reduce `net` to the members `idx` in place: new (sliced) parameters, so that autograd
+    keeps no record of the old shapes."""
+    with torch.no_grad():
+        for plist in (net.conv_w, net.conv_b, net.dense_w, net.dense_b):
+            for j in range(len(plist)):
+                plist[j] = nn.Parameter(plist[j][idx.to(plist[j].device)].clone())
+    net.m = len(idx)
+    net._cache = None
+
+
+def fused_epoch(fused: FusedNetwork, opt: StackedAdam, x: torch.Tensor, y: torch.Tensor, batch: int,
+                shuffles: list[torch.Generator], w: torch.Tensor | None = None, noise=None) -> list[float]:
+    """One pass over (x, y) for every member, each in its own freshly shuffled order (its generator,
+    as `train.fit_epoch`); returns each member's mean training loss."""
+    n, device = len(x), x.device
+    perms = [torch.randperm(n, generator=g).to(device) for g in shuffles]
+    fused.train()
+    total = torch.zeros(len(shuffles), device=device)
+    for i in range(0, n, batch):
+        idx = torch.stack([p[i : i + batch] for p in perms])  # (M, b): each member's own batch
+        if noise is None:
+            xb = x[idx]
+        else:
+            xb = torch.stack([noise(x[idx[k]], idx[k], g) for k, g in enumerate(shuffles)])
+        err = (fused(xb) - y[idx]) ** 2
+        if w is not None:
+            err = w[idx] * err
+        losses = err.mean((1, 2))  # each member's own mean: its gradient is its separate run's
+        opt.zero_grad()
+        losses.sum().backward()
+        opt.step()
+        total += losses.detach() * idx.shape[1]
+    return (total / n).tolist()
+
+
+def _eval(net: FusedNetwork, x: torch.Tensor, batch: int) -> torch.Tensor:
+    """(M, N, L) predictions of the fused members on the shared test set (eval mode, no autograd)."""
+    net.eval()
+    with torch.inference_mode():
+        net.refresh()
+        cb = 4 if x.device.type == "cpu" else None
+        out = torch.cat([net(x[i : i + batch], cb) for i in range(0, len(x), batch)], 1)
+    net.train()
+    return out
+
+
+def train_fused(runs: list[tuple[int, int]], net_cfg: NetworkConfig, cfg: TrainConfig, data, ckpt_dir,
+                device: torch.device, callback=None, progress: bool = True) -> list[RunResult]:
+    """Train the runs [(index, seed), ...] together; returns `train_run`'s result for each, in order.
+    `data` is the ensemble's `TrainingData`. Runs whose checkpoint in `ckpt_dir` exists (finished or
+    not) are handed to `train_run`, which reports or continues them."""
+    x_tr, y_tr, x_te, y_te = data.x_train, data.y_train, data.x_test, data.y_test
+    w_tr, w_te, noise = data.w_train, data.w_test, data.noise
+    ckpt_dir = Path(ckpt_dir)
+    results: dict[int, dict] = {}
+    fresh = []
+    for index, seed in runs:
+        path = ckpt_dir / f"run{index}.safetensors"
+        if path.exists():
+            results[index] = train_run(index, seed, net_cfg, cfg, data, path, device, callback, progress)
+        else:
+            fresh.append((index, seed))
+    if fresh:
+        for st in _train_together(fresh, net_cfg, cfg, x_tr, y_tr, x_te, y_te, w_tr, w_te, noise, ckpt_dir,
+                                  device, callback, progress):
+            results[st["index"]] = RunResult(RunState.from_json(st), st["_best"], st["_snaps"])
+    return [results[i] for i, _ in runs]
+
+
+def _train_together(runs, net_cfg, cfg, x_tr, y_tr, x_te, y_te, w_tr, w_te, noise, ckpt_dir, device,
+                    callback, progress) -> list[dict]:
+    nets = []
+    for _, seed in runs:
+        torch.manual_seed(seed)  # as train_run: the same initial weights
+        nets.append(Network(net_cfg))
+    fused = FusedNetwork.from_networks(nets).to(device).train()
+    del nets
+    m = len(runs)
+    opt = StackedAdam(fused.parameters(), torch.full((m,), cfg.learning_rate))
+    shuffles = [torch.Generator().manual_seed(seed) for _, seed in runs]
+    scheds = []
+    for _ in runs:  # a plateau schedule per member, on a stand-in optimizer that only holds its lr
+        dummy = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.learning_rate)
+        scheds.append((dummy, torch.optim.lr_scheduler.ReduceLROnPlateau(
+            dummy, factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr) if cfg.lr_factor else None))
+    states = [{"index": i, "seed": s, "epoch": 0, "best_epoch": 0, "best_test": float("inf"), "bad_epochs": 0,
+               "done": False, "train_loss": [], "test_loss": [], "snapshots": []} for i, s in runs]
+    best = fused.state_dicts()  # best weights per member (the initial ones, as train_run, until one is better)
+    snaps: list[dict] = [{} for _ in runs]
+    active = list(range(m))  # run positions still training, in fused-member order
+    bar = tqdm(total=cfg.max_epochs, desc=f"runs {runs[0][0]}–{runs[-1][0]} fused", unit="epoch",
+               disable=not progress, leave=False)
+    while active:
+        train_loss = fused_epoch(fused, opt, x_tr, y_tr, cfg.batch_size, [shuffles[r] for r in active], w_tr, noise)
+        pred = _eval(fused, x_te, cfg.eval_batch_size)
+        member_states = None
+        stop = []
+        for k, r in enumerate(active):
+            st = states[r]
+            test = loss_fn(pred[k], y_te, w_te).item()
+            epoch = st["epoch"] + 1
+            st["train_loss"].append(train_loss[k])
+            st["test_loss"].append(test)
+            st["epoch"] = epoch
+            dummy, sched = scheds[r]
+            if sched is not None:
+                sched.step(test)
+                st["sched"] = sched.state_dict()
+                opt.lr[k] = dummy.param_groups[0]["lr"]
+            if epoch in cfg.snapshot_epochs:
+                snaps[r][f"epoch_{epoch}"] = pred[k].cpu()
+            if test < st["best_test"] - cfg.min_delta:
+                st.update(best_test=test, best_epoch=epoch, bad_epochs=0)
+                if member_states is None:
+                    member_states = fused.state_dicts()
+                best[r] = member_states[k]
+                snaps[r]["best"] = pred[k].cpu()
+            else:
+                st["bad_epochs"] += 1
+            if st["bad_epochs"] >= cfg.patience or epoch >= cfg.max_epochs or not math.isfinite(test):
+                stop.append(k)
+        for k in stop:
+            r = active[k]
+            _finish(states[r], best[r], snaps[r], net_cfg, cfg, x_tr, y_tr, x_te, y_te, w_tr, w_te, device,
+                    ckpt_dir)
+        for k, r in enumerate(active):
+            if k not in stop:  # finished ones were written by _finish
+                _save_member(states[r], best[r], snaps[r], fused, opt, k, shuffles[r], scheds[r][1], device,
+                             ckpt_dir)
+        if callback is not None:
+            for r in active:
+                callback(states[r]["index"], states[r]["epoch"], dict(states[r]))
+        if stop:
+            keep = torch.tensor([k for k in range(len(active)) if k not in stop], dtype=torch.long)
+            active = [active[k] for k in keep.tolist()]
+            if active:
+                _keep_members(fused, keep)
+                opt.keep(keep)
+                opt.params = list(fused.parameters())
+                log.info("fused training: %d of %d runs still training", len(active), m)
+        bar.update(1)
+        bar.set_postfix(active=len(active), best=f"{min(s['best_test'] for s in states):.4f}")
+    bar.close()
+    return [states[r] | {"_best": best[r], "_snaps": snaps[r]} for r in range(m)]
+
+
+def _save_member(st, best, snaps, fused, opt, k, shuffle, sched, device, ckpt_dir) -> None:
+    """Checkpoint member `k` in `train_run`'s resumable format (weights, best weights, Adam state as
+    torch's Adam keeps it, RNG states, schedule, history): `train_run` can continue it."""
+    net = Network(fused.config)
+    weights = fused.state_dicts()[k]
+    net.load_state_dict(weights)
+    adam = torch.optim.Adam(net.parameters(), lr=float(opt.lr[k]), fused=device.type in ("cpu", "cuda"))
+    order = {id(p): j for j, p in enumerate(fused.parameters())}
+    by_name = dict(zip([n for n, _ in net.named_parameters()], net.parameters()))
+    for (wn, w, bn, b) in fused._names():
+        for name, p in ((wn, w), (bn, b)):
+            j = order[id(p)]
+            adam.state[by_name[name]] = {"step": torch.tensor(float(opt.step_count[k])),
+                                         "exp_avg": opt.exp_avg[j][k].detach().cpu().clone(),
+                                         "exp_avg_sq": opt.exp_avg_sq[j][k].detach().cpu().clone()}
+    ot, oinfo = checkpoint.optimizer_tensors(adam)
+    tensors = {f"best.{n}": t for n, t in best.items()} | {f"snap.{n}": v for n, v in snaps.items()}
+    tensors |= {f"model.{n}": t for n, t in weights.items()} | ot
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.shuffle"] = shuffle.get_state()
+    if device.type == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    state = {n: v for n, v in st.items() if not n.startswith("_")} | {"optim": oinfo}
+    if sched is not None:
+        state["sched"] = sched.state_dict()
+    checkpoint.save(Path(ckpt_dir) / f"run{st['index']}.safetensors", tensors, state)
+
+
+def _finish(st, best, snaps, net_cfg, cfg, x_tr, y_tr, x_te, y_te, w_tr, w_te, device, ckpt_dir) -> None:
+    """What `train_run` does when a run stops: refit the output layer on the best weights, name the
+    snapshots, and write the finished run's checkpoint in `train_run`'s final format."""
+    st["done"] = True
+    if cfg.refit_output and np.isfinite(st["best_test"]):
+        net = Network(net_cfg).to(device)
+        net.load_state_dict(best)
+        st["refit_alpha"] = refit_output_layer(net, x_tr, y_tr, w_tr)
+        best.update({n: p.detach().clone() for n, p in net.named_parameters()})
+        net.eval()
+        with torch.inference_mode():
+            pred = torch.cat([net(x_te[i : i + cfg.eval_batch_size]) for i in range(0, len(x_te), cfg.eval_batch_size)])
+        st["test_before_refit"] = st["best_test"]
+        st["best_test"] = loss_fn(pred, y_te, w_te).item()
+        snaps["best"] = pred.cpu()
+    st["snapshots"] = sorted({int(k[6:]) for k in snaps if k.startswith("epoch_")} | {st["best_epoch"]})
+    if "best" in snaps:
+        snaps[f"epoch_{st['best_epoch']}"] = snaps.pop("best")
+    tensors = {f"best.{n}": t for n, t in best.items()} | {f"snap.{k}": v for k, v in snaps.items()}
+    checkpoint.save(Path(ckpt_dir) / f"run{st['index']}.safetensors", tensors,
+                    {k: v for k, v in st.items() if not k.startswith("_")})
