@@ -60,7 +60,8 @@ class PysmeSettings:
     native: tuple = tuple((k, *v) for k, v in NATIVE.items())
     line_margin: float = 2.0  # Å of lines kept beyond each window
     max_ion: int = 2
-    astrophysical_gf: bool = False  # apply data/pysme_loggf_sun.ecsv
+    damping: str = "vald"  # "vald": VALD van der Waals / radiative constants where VALD has them; "sme": SME's own
+    astrophysical_gf: str = ""  # "" lab values; "even" / "all": solar-fitted log gf of those 5-Å windows (pysme_gf)
     accrt: float = 1e-4  # PySME defaults, recorded
     accwi: float = 3e-3
     atmosphere: str = "atlas9"
@@ -124,16 +125,94 @@ def _linelist_cached(settings: PysmeSettings):
     df = df[(df["ionization"] <= settings.max_ion) & (df["code"] < 100)]
     df = df.sort_values("wave", kind="stable").drop_duplicates(["wave", "species", "ep", "loggf"]).reset_index(drop=True)
     df["loggf_lab"] = df["loggf"]
+    df["gamrad"] = 0.0
+    df["gamvw"] = 0.0
+    if settings.damping == "vald":
+        df = merge_vald_damping(df, Path(settings.shared_data) / "linelists")
     if settings.astrophysical_gf:
-        df = apply_gf_table(df, gf_table_path())
+        df = apply_gf_table(df, gf_table_path(), settings.astrophysical_gf)
     return df
 
 
-def apply_gf_table(df, path: Path):
-    """Replace log gf of lines listed in the fitted table (matched by species and wavelength ±0.002 Å)."""
+def read_vald_damping(linelists: Path):
+    """VALD lines with damping: DataFrame (z, ion, wave, ep, gamrad [s^-1, linear], gamvw [log γ6 or ABO]).
+
+    HR21: the Turbospectrum files (per-species header, then λ, χ, log gf, fdamp, g_up, γ_rad, ...);
+    HR10: the per-element MOOG files (λ, species, χ, log gf, damping). Only real constants are kept:
+    fdamp < 0 (log γ6) or > 20 (Anstee-Barklem-O'Mara σ.α); Turbospectrum's 0 < fdamp < 20 are
+    Unsöld enhancement factors, which SME would misread, and γ_rad = 1e5 is VALD's placeholder.
+    """
+    import pandas as pd
+
+    rows = []
+    for f in sorted(linelists.glob("vald_*.turbospectrum")):
+        z = ion = None
+        for line in open(f):
+            if line.startswith("'"):
+                head = line.split("'")
+                if len(head) >= 3 and head[1].strip().replace(".", "", 1).isdigit():
+                    code = float(head[1])
+                    z, ion = (int(code), int(head[2].split()[0])) if code < 100 else (None, None)
+                continue
+            if z is None:
+                continue
+            v = line.split()
+            try:
+                w, ep, fd, gr = float(v[0]), float(v[1]), float(v[3]), float(v[5])
+            except (ValueError, IndexError):
+                continue
+            rows.append((z, ion, w, ep, gr if gr > 2e5 else 0.0, fd if (fd < 0 or fd > 20) else 0.0))
+    for f in sorted((linelists / "vald_3800-7400A_by_element_moog").glob("vald_*")):
+        for line in open(f):
+            v = line.split()
+            try:
+                w, code, ep, fd = float(v[0]), float(v[1]), float(v[2]), float(v[4])
+            except (ValueError, IndexError):
+                continue
+            if 5300 < w < 5650 and (fd < 0 or fd > 20):
+                rows.append((int(code), int(round((code - int(code)) * 10)) + 1, w, ep, 0.0, fd))
+    return pd.DataFrame(rows, columns=["z", "ion", "wave", "ep", "gamrad", "gamvw"])
+
+
+def merge_vald_damping(df, linelists: Path, dwave: float = 0.02, dep: float = 0.03):
+    """Copy VALD damping onto linemake lines of the same species within `dwave` Å and `dep` eV."""
+    vald = read_vald_damping(linelists)
+    df = df.copy()
+    z = df["code"].astype(int).to_numpy()
+    ion = df["ionization"].astype(int).to_numpy()
+    w, ep = df["wave"].to_numpy(), df["ep"].to_numpy()
+    gr, gv = df["gamrad"].to_numpy().copy(), df["gamvw"].to_numpy().copy()
+    for (zz, ii), g in vald.groupby(["z", "ion"]):
+        g = g.sort_values("wave")
+        vw = g["wave"].to_numpy()
+        for k in np.flatnonzero((z == zz) & (ion == ii)):
+            j0, j1 = np.searchsorted(vw, [w[k] - dwave, w[k] + dwave])
+            if j1 <= j0:
+                continue
+            c = g.iloc[j0:j1]
+            c = c[np.abs(c["ep"].to_numpy() - ep[k]) < dep]
+            if len(c):
+                best = c.iloc[np.argmin(np.abs(c["wave"].to_numpy() - w[k]))]
+                gr[k], gv[k] = best["gamrad"], best["gamvw"]
+    df["gamrad"], df["gamvw"] = gr, gv
+    log.info("VALD damping for %d of %d lines (van der Waals %d)", int(((gr > 0) | (gv != 0)).sum()), len(df),
+             int((gv != 0).sum()))
+    return df
+
+
+def apply_gf_table(df, path: Path, halves: str = "all"):
+    """Replace log gf of lines in the fitted table (species and wavelength ±0.002 Å).
+
+    `halves`: "even" uses only the lines fitted in the even 5-Å windows (so that the odd half of the
+    Sun stays an independent check), "all" every fitted line.
+    """
     from astropy.table import Table
 
+    if halves not in ("even", "odd", "all"):
+        raise ValueError(f"astrophysical_gf must be '', 'even', 'odd' or 'all', not {halves!r}")
     t = Table.read(path, format="ascii.ecsv")
+    if halves != "all":
+        t = t[t["HALF"] == halves]
     df = df.copy()
     w = df["wave"].to_numpy()
     for row in t:
@@ -151,7 +230,8 @@ def linelist_frame(settings: PysmeSettings | None = None):
 def linelist_sha256(df) -> str:
     """sha256 of exactly what PySME is given (wavelengths, species, excitation, log gf)."""
     h = hashlib.sha256()
-    h.update(np.ascontiguousarray(df[["wave", "ep", "loggf"]].to_numpy(float)).tobytes())
+    cols = [c for c in ("wave", "ep", "loggf", "gamrad", "gamvw") if c in df]
+    h.update(np.ascontiguousarray(df[cols].to_numpy(float)).tobytes())
     h.update("|".join(df["species"]).encode())
     return h.hexdigest()
 
@@ -178,12 +258,13 @@ def to_pysme_linelist(df):
 
     z = np.array([int(c) for c in df["code"]], float)
     gamqst = np.zeros(len(df))
-    gamvw = np.zeros(len(df))
+    gamvw = df["gamvw"].to_numpy(float).copy() if "gamvw" in df else np.zeros(len(df))
+    gamrad = df["gamrad"].to_numpy(float) if "gamrad" in df else np.zeros(len(df))
     for i in np.flatnonzero(z == 1):
         gamqst[i], gamvw[i] = hydrogen_levels(df["wave"].iloc[i])
     data = pd.DataFrame({"species": df["species"].to_numpy(), "wlcent": df["wave"].to_numpy(float),
                          "excit": df["ep"].to_numpy(float), "gflog": df["loggf"].to_numpy(float),
-                         "gamrad": 0.0, "gamqst": gamqst, "gamvw": gamvw,
+                         "gamrad": gamrad, "gamqst": gamqst, "gamvw": gamvw,
                          "atom_number": z, "ionization": df["ionization"].to_numpy(float)})
     return LineList(data, lineformat="short", medium="air")
 
@@ -226,10 +307,11 @@ def make_sme(labels: dict, settings: PysmeSettings, wran, linelist_df=None):
     sme.abund = abund
     sme.vmic, sme.vmac, sme.vsini = float(labels["vmic"]), 0.0, 0.0
     sme.atmo = atmo
-    df = linelist_frame(settings) if linelist_df is None else linelist_df
-    lo, hi = min(w[0] for w in wran) - settings.line_margin, max(w[1] for w in wran) + settings.line_margin
-    sel = (df["wave"] > lo) & (df["wave"] < hi)
-    sme.linelist = to_pysme_linelist(df[sel])
+    if linelist_df is None:  # the caller's own list is used as given (e.g. strong lines from afar)
+        df = linelist_frame(settings)
+        lo, hi = min(w[0] for w in wran) - settings.line_margin, max(w[1] for w in wran) + settings.line_margin
+        linelist_df = df[(df["wave"] > lo) & (df["wave"] < hi)]
+    sme.linelist = to_pysme_linelist(linelist_df)
     sme.wran = [list(w) for w in wran]
     sme.ipres = 0
     sme.accrt, sme.accwi = settings.accrt, settings.accwi

@@ -156,8 +156,9 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=3000, help="number of label points (default 3000)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    p.add_argument("--astrophysical-gf", action="store_true",
-                   help="use the solar-fitted log gf table shipped in the package (data/pysme_loggf_sun.ecsv)")
+    p.add_argument("--astrophysical-gf", default="", choices=["", "even", "all"],
+                   help="solar-fitted log gf from the package table data/pysme_loggf_sun.ecsv: lines of the even "
+                        "5-Å windows only, or all fitted lines (default: laboratory values)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     from .pysme_engine import PysmeSettings
