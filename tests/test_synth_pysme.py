@@ -172,3 +172,84 @@ def test_sim_to_real_gap_on_the_real_sun(shared_data):
     assert one["HR10"]["all"] == pytest.approx(0.031, abs=0.002) and one["HR21"]["all"] == pytest.approx(0.061, abs=0.003)
     assert ps["HR10"]["all"] < 0.029 and ps["HR21"]["all"] < 0.017
     assert ps["HR21"]["all"] < 0.3 * one["HR21"]["all"]
+
+
+@pytest.mark.slow
+def test_emulator_learns_a_smooth_grid_and_round_trips(tmp_path):
+    """A fake grid whose line depths vary smoothly with the labels: the MLP must beat the mean spectrum
+    on held-out points, and save/load must give identical fluxes."""
+    pytest.importorskip("torch")
+    from starlabel.synth import emulator as em
+
+    pts = sample_labels(60, seed=5)
+    lab = np.array([[p[k] for k in em.LABELS] for p in pts])
+    wave = np.concatenate([em.emu_wavelength(s) for s in em.EMU_GRID])
+    centres = np.array(list(em.PAPER_LINES.values()))
+    depth = 0.3 + 0.1 * (lab[:, 1:2] - 3) / 2 + 0.2 * lab[:, 2:3] / 3 + 0.2 * lab[:, 3:4]
+    flux = 1 - np.clip(depth, 0.05, 0.9) * np.exp(-0.5 * ((wave[None, :, None] - centres) / 0.15) ** 2).sum(-1)
+    emu, rep = em.train(lab, flux.astype(np.float32), hidden=16, epochs=400, lr=1e-2, held_out=0.2)
+    assert rep["n_held_out"] == 12 and rep["n_train"] == 48
+    base = rep["held_out_mean_spectrum_baseline"]["lines"]
+    for name, v in rep["held_out"]["lines"].items():
+        assert v < 0.1 * base[name] and v < 0.01, name
+    emu.provenance = {"hidden": 16, "test": True}
+    emu.save(tmp_path / "e.safetensors")
+    back = em.Emulator.load(tmp_path / "e.safetensors")
+    assert back.provenance["test"] and np.allclose(back.flux(lab[:3]), emu.flux(lab[:3]))
+    spec = back.spectrum(pts[0])
+    assert set(spec) == {"HR10", "HR21"} and spec["HR21"][0].size == spec["HR21"][1].size
+
+
+class _FakeWindow:
+    """Two resolved lines whose depth follows a curve of growth in log gf, one line far outside the data."""
+
+    def __init__(self, wave):
+        self.wave, self.fit_idx, self.n_synth = wave, np.arange(3), 0
+
+    def __call__(self, delta):
+        self.n_synth += 1
+        depth = lambda d: 0.6 * 10**d / (1 + 0.6 * 10**d)  # noqa: E731
+        f = np.ones_like(self.wave)
+        for c, d in zip((5000.5, 5001.5, 5100.0), delta):
+            f -= depth(d) * np.exp(-0.5 * ((self.wave - c) / 0.08) ** 2)
+        return f
+
+
+def test_gf_fit_recovers_a_known_offset_and_leaves_an_unconstrained_line():
+    from starlabel.synth import pysme_gf
+
+    wave = np.arange(5000.0, 5002.0, 0.01)
+    model = _FakeWindow(wave)
+    truth = np.array([0.3, -0.4, 0.7])
+    data = model(truth) * 1.004  # and a continuum offset
+    delta, c, sens, rms0, rms1 = pysme_gf.fit_window(model, data, np.ones(wave.size, bool), iterations=6)
+    assert delta[:2] == pytest.approx(truth[:2], abs=0.05) and c == pytest.approx(1.004, abs=0.002)
+    assert delta[2] == 0.0 and sens[2] < pysme_gf.MIN_SENSITIVITY  # the Sun cannot constrain it: lab value
+    assert rms1 < 0.1 * rms0
+
+
+def test_gf_windows_alternate():
+    from starlabel.synth import pysme_gf
+
+    even, odd = pysme_gf.windows("HR10", "even"), pysme_gf.windows("HR10", "odd")
+    assert even[0] == (5350.0, 5355.0) and odd[0] == (5355.0, 5360.0) and len(even) + len(odd) == 50
+    assert not set(even) & set(odd)
+
+
+def test_astrophysical_gf_table_is_applied_and_changes_the_key(shared_data):
+    pytest.importorskip("pysme", reason="pysme-astro not installed")
+    from astropy.table import Table
+
+    from starlabel.synth import pysme_engine as pe
+
+    if not pe.gf_table_path().exists():
+        pytest.skip("no fitted log gf table shipped yet")
+    t = Table.read(pe.gf_table_path(), format="ascii.ecsv")
+    lab = pe.linelist_frame(pe.PysmeSettings())
+    astro = pe.linelist_frame(pe.PysmeSettings(astrophysical_gf="even"))
+    row = t[t["HALF"] == "even"][0]
+    i = np.flatnonzero((np.abs(astro["wave"] - row["WAVE"]) < 2e-3) & (astro["species"] == row["SPECIES"]))
+    assert i.size == 1 and astro["loggf"].iloc[i[0]] == pytest.approx(row["LOGGF_ASTRO"])
+    assert lab["loggf"].iloc[i[0]] == pytest.approx(row["LOGGF_LAB"])
+    assert pe.linelist_sha256(lab) != pe.linelist_sha256(astro)
+    assert t.meta["lab_linelist_sha256"] == pe.linelist_sha256(lab)  # fitted from this very list
