@@ -11,8 +11,9 @@ uses). In a window:
 * the observed Sun is the data at its own resolution (UVES R ≈ 47 000 for HR10, SAO2010
   R ≈ 21 000 for HR21, `sim_to_real.real_sun_native`); the model is PySME (ATLAS9 Sun, VALD damping)
   convolved with that resolution and the mock's solar v_mac and v sin i, times a free continuum scale;
-* fitted lines: centre inside the window, solar central depth (PySME `update_cdr`) ≥ `DEPTH_MIN`,
-  at most `MAX_LINES` deepest; H I and the Ca II triplet are not fitted (their cores are formed in the
+* fitted lines: centre inside the window, and either solar central depth (PySME `update_cdr`)
+  ≥ `DEPTH_MIN` or model depth ≥ `EXCESS_CDR_MIN` with ≥ `DEPTH_MIN` more absorption observed than
+  modelled at its centre; at most `MAX_LINES`, strongest first; H I and the Ca II triplet are not fitted (their cores are formed in the
   chromosphere / out of LTE, and those pixels ±0.5 Å are masked);
 * a few Gauss–Newton steps with forward-difference derivatives (0.15 dex), a Gaussian prior of
   0.5 dex towards the laboratory value (blends that the data cannot separate stay near it), steps
@@ -40,6 +41,7 @@ from ..io.atomic import atomic_path
 log = logging.getLogger(__name__)
 
 DEPTH_MIN = 0.03
+EXCESS_CDR_MIN = 0.002  # a line this weak in the model may still be fitted where the Sun shows absorption
 MAX_LINES = 20
 PRIOR_DEX = 0.5
 FLUX_SIGMA = 0.01
@@ -192,7 +194,8 @@ def fit(setups=("HR10", "HR21"), half="even", out: Path | None = None, settings=
                  "settings": {k: v for k, v in settings.to_dict().items()},
                  "fit": {"depth_min": DEPTH_MIN, "max_lines": MAX_LINES, "prior_dex": PRIOR_DEX,
                          "flux_sigma": FLUX_SIGMA, "step_dex": STEP_DEX, "max_delta": MAX_DELTA,
-                         "min_sensitivity": MIN_SENSITIVITY, "iterations": ITERATIONS}})
+                         "min_sensitivity": MIN_SENSITIVITY, "iterations": ITERATIONS,
+                         "excess_cdr_min": EXCESS_CDR_MIN}})
     meta.setdefault("windows", {})
     n_done = 0
     for setup in setups:
@@ -215,19 +218,23 @@ def fit(setups=("HR10", "HR21"), half="even", out: Path | None = None, settings=
             local = df_setup[near | strong].copy()
             local_cdr = cdr[near | strong]
             inside = ((local["wave"] >= a) & (local["wave"] < b)).to_numpy()
-            ok = inside & (local_cdr >= DEPTH_MIN) & (local["species"] != "H 1").to_numpy()
-            ok &= ~((local["species"] == "Ca 2").to_numpy()
-                    & np.isin(np.round(local["wave"].to_numpy(), 0), np.round(CA_TRIPLET, 0)))
-            cand = np.flatnonzero(ok)
-            cand = cand[np.argsort(-local_cdr[cand])][:MAX_LINES]
             pix = (w_all >= a) & (w_all < b)
             dwave, dflux = w_all[pix], f_all[pix]
             mask = np.isfinite(dflux)
             for c0 in CA_TRIPLET:
                 mask &= np.abs(dwave - c0) > 0.5
             local = local.reset_index(drop=True)
-            model = WindowModel(labels, settings, local, cand, dwave, s2r.NATIVE_R[setup], vmac, s2r.SUN_VSINI)
+            model = WindowModel(labels, settings, local, [], dwave, s2r.NATIVE_R[setup], vmac, s2r.SUN_VSINI)
             try:
+                # candidates: deep enough in the model Sun, or sitting in absorption the model lacks
+                excess = np.interp(local["wave"].to_numpy(), dwave, model(np.zeros(0)) - dflux)
+                score = np.maximum(local_cdr, np.where(local_cdr >= EXCESS_CDR_MIN, excess, 0.0))
+                ok = inside & (score >= DEPTH_MIN) & (local["species"] != "H 1").to_numpy()
+                ok &= ~((local["species"] == "Ca 2").to_numpy()
+                        & np.isin(np.round(local["wave"].to_numpy(), 0), np.round(CA_TRIPLET, 0)))
+                cand = np.flatnonzero(ok)
+                cand = cand[np.argsort(-score[cand])][:MAX_LINES]
+                model.fit_idx = cand
                 if cand.size:
                     delta, cscale, sens, rms0, rms1 = fit_window(model, dflux, mask)
                 else:

@@ -119,3 +119,44 @@ def report(real: dict, model: dict, grid: Grid | None = None) -> dict[str, dict[
         out[s.name] = {"all": rms(real[s.name], model[s.name]), "fit_half": rms(real[s.name], model[s.name], fit),
                        "held_out_half": rms(real[s.name], model[s.name], held)}
     return out
+
+
+# A real Gaia-ESO GIRAFFE HR21 product (GES DR1, CNAME 19235180+0048006; data README) with iDR6 labels:
+# a star whose spectrum no fit here has seen.
+GES_STAR = {"teff": 6203.0, "logg": 4.09, "feh": 0.15, "mg_fe": 0.0, "al_fe": 0.0, "alpha_fe": 0.0}
+GES_FILE = "ges_giraffe/gir_19235180+0048006_H875.7.fit"
+
+
+def ges_star_labels() -> dict:
+    from .engine import microturbulence
+
+    return dict(GES_STAR, vmic=float(microturbulence(GES_STAR["teff"], GES_STAR["logg"])))
+
+
+def ges_star_hr21(shared_data: str | Path, grid: Grid | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(normalised flux, 1σ error) of the GES HR21 star on the pipeline HR21 grid, shifted to the rest frame
+    with its velclass VEL (CASU normalisation kept as delivered; pixels without data are NaN).
+    The error is per 0.05-Å input pixel, not rebinned."""
+    from astropy.io import fits
+
+    from .engine import C_KMS
+
+    grid = grid or Grid.default()
+    with fits.open(Path(shared_data) / "spectra" / GES_FILE) as h:
+        flux = np.asarray(h["normalised_spectrum"].data, float)
+        # normalised_ivar of this product is not on the normalised scale (median S/N 1.3): take the
+        # relative error from the un-normalised spectrum (median S/N 57, as its header says)
+        final = np.asarray(h["final_spectrum"].data, float)
+        ivar = np.asarray(h["final_ivar"].data, float) * final**2 / np.where(flux > 0, flux, np.nan) ** 2
+        hd = h["normalised_spectrum"].header
+        vel = float(h["velclass"].data["VEL"][0])
+    step = hd.get("CDELT1", hd.get("CD1_1", 0.05))
+    wave = hd["CRVAL1"] + step * (np.arange(flux.size) + 1 - hd.get("CRPIX1", 1.0))
+    rest = wave / (1 + vel / C_KMS)
+    good = np.isfinite(flux) & (ivar > 0)
+    err = np.where(good, 1 / np.sqrt(np.where(good, ivar, 1.0)), np.nan)
+    s = grid.setup("HR21")
+    f, covered = resample(rest[good], flux[good], s.wavelength)
+    e = np.interp(s.wavelength, rest[good], err[good])
+    f[~covered] = np.nan
+    return f, e
