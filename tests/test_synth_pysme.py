@@ -253,3 +253,14 @@ def test_astrophysical_gf_table_is_applied_and_changes_the_key(shared_data):
     assert lab["loggf"].iloc[i[0]] == pytest.approx(row["LOGGF_LAB"])
     assert pe.linelist_sha256(lab) != pe.linelist_sha256(astro)
     assert t.meta["lab_linelist_sha256"] == pe.linelist_sha256(lab)  # fitted from this very list
+
+
+def test_half_masks_alternate_5A_windows():
+    from starlabel.grid import HR21
+    from starlabel.synth.sim_to_real import half_masks, rms
+
+    fit, held = half_masks(HR21.wavelength)
+    assert not (fit & held).any() and (fit | held).all() and abs(fit.mean() - 0.5) < 0.02
+    w = HR21.wavelength
+    assert fit[w < 8485].all() and held[(w >= 8485) & (w < 8490)].all()
+    assert rms(np.array([1.0, 0.0, np.nan]), np.array([0.0, 0.0, 1.0])) == pytest.approx(np.sqrt(0.5))
