@@ -198,6 +198,10 @@ def test_emulator_learns_a_smooth_grid_and_round_trips(tmp_path):
     assert back.provenance["test"] and np.allclose(back.flux(lab[:3]), emu.flux(lab[:3]))
     spec = back.spectrum(pts[0])
     assert set(spec) == {"HR10", "HR21"} and spec["HR21"][0].size == spec["HR21"][1].size
+    cv = em.cross_validate(lab[:30], flux[:30].astype(np.float32), k=3, hidden=8, epochs=300, lr=1e-2)
+    assert cv["n"] == 30
+    assert np.mean(list(cv["held_out"]["lines"].values())) < 0.5 * np.mean(
+        list(cv["held_out_mean_spectrum_baseline"]["lines"].values()))
 
 
 class _FakeWindow:
