@@ -268,3 +268,17 @@ def test_half_masks_alternate_5A_windows():
     w = HR21.wavelength
     assert fit[w < 8485].all() and held[(w >= 8485) & (w < 8490)].all()
     assert rms(np.array([1.0, 0.0, np.nan]), np.array([0.0, 0.0, 1.0])) == pytest.approx(np.sqrt(0.5))
+
+
+def test_shipped_emulator_loads_with_its_provenance():
+    pytest.importorskip("torch")
+    from starlabel.synth import emulator as em
+
+    emu = em.Emulator.load()
+    prov = emu.provenance
+    assert prov["grid_points"] >= 10 and len(prov["grid_settings"]["linelist_sha256"]) == 64
+    assert "cross_validation" in prov["report"] and prov["command"].startswith("python -m starlabel.synth.emulator")
+    spec = emu.spectrum(SUN)
+    for setup, (w, f) in spec.items():
+        assert w.size == f.size == em.emu_wavelength(setup).size and np.isfinite(f).all()
+        assert 0.95 < np.percentile(f, 95) < 1.02  # a normalised spectrum
