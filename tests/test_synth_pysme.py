@@ -240,6 +240,7 @@ def test_gf_windows_alternate():
     assert not set(even) & set(odd)
 
 
+@pytest.mark.slow
 def test_astrophysical_gf_table_is_applied_and_changes_the_key(shared_data):
     pytest.importorskip("pysme", reason="pysme-astro not installed")
     from astropy.table import Table
