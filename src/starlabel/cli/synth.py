@@ -16,6 +16,17 @@ def add_parser(sub):
     s.add_argument("--overwrite", action="store_true", help="allow replacing a survey made with other settings")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=run)
+    g = what.add_parser("grid", help="a resumable PySME training grid over the mock's label space (needs [synth])",
+                        description="One DIR/<key>.npz per label point (normalised, unbroadened HR10/HR21 flux); "
+                                    "existing points are skipped, so a killed run continues. See docs/pysme_grid.md.")
+    g.add_argument("--engine", choices=["pysme"], default="pysme", help="synthesis code (default pysme)")
+    g.add_argument("--out", required=True, metavar="DIR", help="cache directory")
+    g.add_argument("--n", type=int, default=3000, help="number of label points (default 3000)")
+    g.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    g.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    g.add_argument("--astrophysical-gf", default="", choices=["", "even", "all"],
+                   help="solar-fitted log gf (package table): lines of the even 5-Å windows or all (default: lab)")
+    g.set_defaults(func=run_grid)
 
 
 def run(args):
@@ -25,3 +36,12 @@ def run(args):
                           progress=not args.no_progress, overwrite=args.overwrite)
     print(f"wrote {summary['stars']} stars ({summary['spectra']} spectra, {summary['pathological']} pathological) "
           f"to {summary['out']}: spectra/, catalogue.fits, truth.fits")
+
+
+def run_grid(args):
+    from ..mock.pysme_grid import main
+
+    argv = ["--out", args.out, "--n", str(args.n), "--seed", str(args.seed), "--workers", str(args.workers)]
+    if args.astrophysical_gf:
+        argv += ["--astrophysical-gf", args.astrophysical_gf]
+    return main(argv)

@@ -67,6 +67,7 @@ from ..io.dataset import (MASK_MISSING_SETUP, MASK_NAN, MASK_REPAIRED, MASK_UNCO
                          DatasetWriter, empty_rejects)
 from ..io.spectra import (CNAME_PATTERN, SETUP_CODES, SPECTRUM_SUFFIXES, Spectrum, SpectrumError, name_setup,
                          pop_library_warnings, read_spectrum)
+from ..continuum import fast_median, fit_continuum, robust_sigma
 from ..labels import float_column
 from ..lsf import degrade
 
@@ -130,20 +131,6 @@ class Reject(Exception):
 
 # ---------------------------------------------------------------- per spectrum
 
-def _median(x: np.ndarray) -> float:
-    """np.median without its overheads (a few times faster on one spectrum); x must be finite."""
-    n = x.size
-    k = n // 2
-    part = np.partition(x, (k - 1, k) if n % 2 == 0 else k)
-    return float(part[k] if n % 2 else 0.5 * (part[k - 1] + part[k]))
-
-
-def robust_sigma(x: np.ndarray, median: float | None = None) -> float:
-    """1.4826 × median absolute deviation: the σ of the Gaussian core, blind to spikes and lines."""
-    med = _median(x) if median is None else median
-    return 1.4826 * _median(np.abs(x - med))
-
-
 def repair(flux: np.ndarray, error: np.ndarray | None = None, sigma: float = 5.0):
     """Replace spikes (> median + sigma·σ), zeros and non-finite pixels by the median.
 
@@ -156,7 +143,7 @@ def repair(flux: np.ndarray, error: np.ndarray | None = None, sigma: float = 5.0
     if not ok.any():
         raise ValueError("no finite, non-zero flux")
     values = flux[ok]
-    med = _median(values)
+    med = fast_median(values)
     s = robust_sigma(values, med)
     if error is not None:
         err = np.where(np.isfinite(error), error, 0.0)
@@ -173,33 +160,6 @@ def to_rest_frame(wave: np.ndarray, vrad_kms: float) -> np.ndarray:
     return np.asarray(wave, dtype=float) / (1.0 + vrad_kms / C_KMS)
 
 
-def fit_continuum(wave, flux, degree: int = 5, low: float = 2.0, high: float = 3.0, iterations: int = 30):
-    """Continuum by a Legendre polynomial fit with iterative, asymmetric sigma clipping.
-
-    Pixels more than `low` σ below the fit (absorption lines) or `high` σ above it
-    (spikes) are dropped and the fit repeated until the kept set stops changing; lines
-    are one-sided, so the fit climbs to the continuum without riding on the noise's top.
-    """
-    wave = np.asarray(wave, float)
-    flux = np.asarray(flux, float)
-    keep = np.isfinite(flux) & (flux != 0)
-    poly = None
-    for _ in range(iterations):
-        if keep.sum() <= degree + 1:
-            break
-        poly = np.polynomial.Legendre.fit(wave[keep], flux[keep], degree)
-        resid = flux - poly(wave)
-        s = robust_sigma(resid[keep])
-        with np.errstate(invalid="ignore"):
-            new = np.isfinite(flux) & (flux != 0) & (resid > -low * s) & (resid < high * s)
-        if np.array_equal(new, keep):
-            break
-        keep = new
-    if poly is None:
-        raise ValueError("too few usable pixels to fit a continuum")
-    return poly(wave)
-
-
 def normalise_continuum(spec: Spectrum, **kwargs) -> Spectrum:
     """Divide flux (and error) by `fit_continuum`."""
     cont = fit_continuum(spec.wave, spec.flux, **kwargs)
@@ -212,7 +172,7 @@ def normalise_continuum(spec: Spectrum, **kwargs) -> Spectrum:
 def is_unnormalised(spec: Spectrum) -> tuple[bool, float]:
     """(True, median) when the flux is not continuum-normalised: the file says so, or its median is far from 1."""
     finite = spec.flux[np.isfinite(spec.flux)]
-    med = _median(finite) if finite.size else math.nan
+    med = fast_median(finite) if finite.size else math.nan
     far = not (UNNORMALISED_RANGE[0] <= med <= UNNORMALISED_RANGE[1])
     return (spec.normalised is False) or far, med
 
