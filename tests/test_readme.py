@@ -27,7 +27,11 @@ def test_every_verb_is_a_function_of_the_same_name():
 
 @pytest.mark.slow
 def test_readme_python_example(tmp_path, monkeypatch):
+    import logging
+
     monkeypatch.chdir(tmp_path)
+    # as in a fresh Python session: no console handler left behind by a CLI test in this process
+    monkeypatch.setattr(logging.getLogger("starlabel"), "handlers", [])
     result = doctest.testfile(str(README), module_relative=False, optionflags=doctest.ELLIPSIS, verbose=False)
     assert result.attempted >= 5, "the README lost its Python example"
     assert result.failed == 0
