@@ -186,7 +186,8 @@ def prepare_spectrum(spec: Spectrum, vrad: float, setup: Setup, settings: Prepar
         raise Reject(
             f"{name}: rest-frame coverage {wave[0]:.2f}–{wave[-1]:.2f} Å misses {n_unc} of {setup.n_pixels} "
             f"pixels of {setup.name} {setup.start:g}–{setup.stop:g} Å (limit {settings.max_uncovered:.0%})"
-        )
+            + (" — the wavelengths look like nm, not Å (check CUNIT1)"
+               if wave[-1] < setup.start and wave[0] * 10 < setup.stop and wave[-1] * 10 > setup.start else ""))
     mask = np.zeros(setup.n_pixels, np.uint8)
     if flagged:
         mask[covered & (out[1] > 0)] |= MASK_REPAIRED
@@ -296,6 +297,9 @@ def prepare(catalogue, spectra_dir, out, settings: PrepareSettings | None = None
             raise ValueError(f"catalogue table lacks column(s) {', '.join(missing)}")
     else:
         cat = read_catalogue(catalogue, required=PREPARE_COLUMNS)
+    if len(cat) == 0:
+        raise ValueError(f"catalogue {catalogue if not isinstance(catalogue, Table) else ''} has no rows: "
+                         "nothing to prepare")
     index = find_spectra(spectra_dir)
     names = settings.grid.names
 

@@ -16,6 +16,7 @@ def add_parser(sub):
                    help="also label K noisy copies of each spectrum per network: adds E_<LABEL>_NOISE "
                    "(noise-propagated uncertainty) and E_<LABEL>_TOTAL; costs K more predictions")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise draws")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=run)
 
 
@@ -24,5 +25,6 @@ def run(args):
 
     carry = [c.strip() for c in args.carry.split(",") if c.strip()]
     path = predict(args.model, args.dataset, args.out, carry=carry, chunk=args.chunk, map_path=args.map,
-                   compile=args.compile, noise_draws=args.noise_draws, seed=args.seed)
+                   compile=args.compile, noise_draws=args.noise_draws, seed=args.seed,
+                   progress=not args.no_progress)
     print(f"wrote {path}")

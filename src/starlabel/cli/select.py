@@ -6,14 +6,22 @@ def add_parser(sub):
                        description=__doc__)
     p.add_argument("dataset", help="DATASET.h5 written by `starlabel prepare`")
     p.add_argument("--out", required=True, help="output SETS.h5")
-    p.add_argument("--min-snr", type=float, default=30.0)
-    p.add_argument("--max-e-teff", type=float, default=200.0)
-    p.add_argument("--max-e-logg", type=float, default=0.3)
-    p.add_argument("--max-e-abundance", type=float, default=0.2)
-    p.add_argument("--allow-flags", action="store_true", help="keep spectra with TECH/PECULI flags")
-    p.add_argument("--max-vsini", type=float, default=20.0)
-    p.add_argument("--max-feh-mismatch", type=float, default=0.2)
-    p.add_argument("--observed-min-snr", type=float, default=10.0)
+    p.add_argument("--min-snr", type=float, default=30.0,
+                   help="training set: lowest S/N (default %(default)s)")
+    p.add_argument("--max-e-teff", type=float, default=200.0,
+                   help="training set: largest E_TEFF in K (default %(default)s)")
+    p.add_argument("--max-e-logg", type=float, default=0.3,
+                   help="training set: largest E_LOGG in dex (default %(default)s)")
+    p.add_argument("--max-e-abundance", type=float, default=0.2,
+                   help="training set: largest E_FE1, E_MG1, E_AL1 in dex (default %(default)s)")
+    p.add_argument("--allow-flags", action="store_true",
+                   help="training set: keep spectra with TECH/PECULI flags (default: drop them)")
+    p.add_argument("--max-vsini", type=float, default=20.0,
+                   help="training set: largest VSINI in km/s (default %(default)s)")
+    p.add_argument("--max-feh-mismatch", type=float, default=0.2,
+                   help="training set: largest |FEH - [Fe/H] from FE1| in dex (default %(default)s)")
+    p.add_argument("--observed-min-snr", type=float, default=10.0,
+                   help="observed set: lowest S/N of the spectra that fail a cut (default %(default)s)")
     p.add_argument("--exclude-outliers", metavar="MAP.h5",
                    help="keep the outliers flagged in this similarity map out of the training set")
     p.set_defaults(func=run)

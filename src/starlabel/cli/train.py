@@ -25,6 +25,7 @@ def add_parser(sub):
                         "hidden features, undoing dropout's shrinkage (default: the preset's; not in the paper)")
     p.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=run)
 
 
@@ -42,5 +43,6 @@ def run(args):
         overrides["weight_by_errors"] = True
     labels = [s.strip() for s in args.labels.split(",") if s.strip()]
     path = train(args.sets, args.out, labels=labels, runs=args.runs, keep=args.keep, preset=args.preset,
-                 seed=args.seed, device=args.device, threads=args.threads, **overrides)
+                 seed=args.seed, device=args.device, threads=args.threads,
+                 progress=not args.no_progress, **overrides)
     print(f"wrote {path}")
