@@ -247,7 +247,7 @@ def test_os_errors_are_one_line_and_leave_nothing(case, verb, name, how, message
         how(monkeypatch)
     before = files_under(tmp_path)
     code, _, err = run_cli([*argv, "--out", out], capsys)
-    assert_one_line(code, err, verb, message, name)
+    assert_one_line(code, err, verb, message, *([name] if how == "read_only" else []))
     assert files_under(tmp_path) == before  # no partial output, no temporary, no lock, no settings.json
     assert not out.exists()
     if how not in ("under_file", "read_only"):
@@ -454,3 +454,26 @@ def test_a_refit_that_makes_a_run_worse_is_undone(tmp_path, monkeypatch, caplog)
     run = Bundle(out).runs[0]
     assert "refit_alpha" not in run or run["refit_alpha"] is None
     assert np.isclose(run["test_loss"], min(Bundle(out).history()["0"]["test_loss"]))
+
+
+# ---------------------------------------------------------------- item 5: half a file
+
+
+@pytest.mark.parametrize("fraction, what", [(0.5, "without an error extension"), (0.6, "truncated FITS file")],
+                         ids=["cut at the end of the flux HDU", "cut inside the error extension"])
+def test_half_a_ges_file_is_kept_with_a_warning(fraction, what, tmp_path, capsys):
+    from starlabel.io.dataset import Dataset
+
+    cat, spectra = tiny_survey(tmp_path / "in", n=3)
+    f = spectra / "S001_X.fits"
+    raw = f.read_bytes()
+    f.write_bytes(raw[: int(len(raw) * fraction)])  # flux HDU intact, ERROR extension gone
+    code, stdout, err = run_cli(["prepare", cat, spectra, "--out", tmp_path / "ds.h5", "--grid", GRID,
+                                 "--no-progress"], capsys)
+    assert code == 0, err
+    ds = Dataset(tmp_path / "ds.h5")
+    assert len(ds) == 3  # the star is kept
+    (row,) = [r for r in ds.rejects if r["CNAME"] == "S001"]
+    assert row["REASON"].startswith("WARNING (star kept)") and what in row["REASON"]
+    assert "error extension is missing" in row["REASON"] and row["FILE"] == str(f)
+    assert "0 rejected spectra; 1 warnings" in stdout and "warning: " in stdout

@@ -41,6 +41,7 @@ from astropy.table import Table
 
 from .grid import Grid, Setup, resample
 from .io.catalogue import PREPARE_COLUMNS, read_catalogue
+from .io.fits_check import WARNING, is_warning, truncation_warning
 from .io.dataset import MASK_NAN, MASK_REPAIRED, MASK_UNCOVERED, REJECT_COLUMNS, DatasetWriter, empty_rejects
 from .io.spectra import SPECTRUM_SUFFIXES, Spectrum, SpectrumError, read_spectrum
 from .labels import float_column
@@ -234,8 +235,10 @@ def _suffix_rank(path: Path) -> int:
     return min(i for i, s in enumerate(SPECTRUM_SUFFIXES) if low.endswith(s))
 
 
-def prepare_star(cname: str, vrad: float, files: dict, settings: PrepareSettings):
-    """All grid setups of one star → (flux, mask) over the whole grid, or a list of Rejects."""
+def prepare_star(cname: str, vrad: float, files: dict, settings: PrepareSettings, notes: list | None = None):
+    """All grid setups of one star → (flux, mask) over the whole grid, or a list of Rejects.
+
+    Warnings about files that are used anyway (see io/fits_check.py) are appended to `notes`."""
     rejects, parts = [], []
     if not np.isfinite(vrad):
         first = next((str(p) for p in files.values() if p), "")
@@ -249,6 +252,9 @@ def prepare_star(cname: str, vrad: float, files: dict, settings: PrepareSettings
         try:
             spec = read_spectrum(path)
             parts.append(prepare_spectrum(spec, vrad, setup, settings, name=str(path)))
+            note = truncation_warning(path, spec.error is not None, spec.header)
+            if note and notes is not None:
+                notes.append(Reject(note, str(path), setup.name))
         except SpectrumError as e:
             rejects.append(Reject(str(e), str(path), setup.name))
         except Reject as e:
@@ -269,10 +275,12 @@ def _prepare_chunk(task):
     mask = np.empty((len(items), p), np.uint8)
     kept, rejects = [], []
     for row, cname, vrad, files in items:
-        res = prepare_star(cname, vrad, files, settings)
+        notes = []
+        res = prepare_star(cname, vrad, files, settings, notes)
         if isinstance(res, list):
             rejects += [(r.file, cname, r.setup, r.reason) for r in res]
             continue
+        rejects += [(r.file, cname, r.setup, r.reason) for r in notes]
         flux[len(kept)], mask[len(kept)] = res
         kept.append(row)
     k = len(kept)
@@ -342,6 +350,9 @@ def prepare(catalogue, spectra_dir, out, settings: PrepareSettings | None = None
 
 
 def _report(n_rows: int, n_kept: int, rejects: list[tuple], show: int = 10) -> None:
+    for r in [r for r in rejects if is_warning(r[3])][:show]:
+        log.warning("%s", r[3][len(WARNING) + 2:])
+    rejects = [r for r in rejects if not is_warning(r[3])]
     for file, cname, setup, reason in rejects[:show]:
         log.warning("rejected: %s", reason)
     if len(rejects) > show:
