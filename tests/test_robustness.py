@@ -14,11 +14,10 @@ import sys
 import numpy as np
 import pytest
 from astropy.table import Table
+from toys import LABELS, make_sets
 
 from starlabel.cli import main
 from starlabel.model.checkpoint import sha256
-
-from toys import LABELS, make_sets
 
 FAST_TRAIN = ["--runs", "1", "--keep", "1", "--max-epochs", "1", "--labels", ",".join(LABELS)]
 
@@ -125,7 +124,7 @@ def tiny_survey(d, n=6, seed=0):
     for name in names:
         flux = 1 - 0.4 * np.exp(-0.5 * ((wave - 5012.0) / 0.3) ** 2) + rng.normal(0, 0.005, wave.size)
         write_ges_fits(d / "spectra" / f"{name}_X.fits", wave[0], 0.05, flux, np.full(wave.size, 0.005),
-                       dict(CNAME=name, SETUP="X"))
+                       {"CNAME": name, "SETUP": "X"})
     cat = ges_catalogue(names, rng)
     cat["SETUP"], cat["VRAD"] = "X", 0.0
     cat.write(d / "catalogue.fits", overwrite=True)
@@ -143,8 +142,9 @@ def ges_catalogue(names, rng):
 
 def ges_dataset(path, n=40, drop=()):
     """A prepared dataset (toy spectra) whose catalogue has every column `select` reads, less `drop`."""
-    from starlabel.io.dataset import write_dataset
     from toys import TOY_GRID, toy_spectra
+
+    from starlabel.io.dataset import write_dataset
 
     flux, _ = toy_spectra(n)
     cat = ges_catalogue([f"G{i:04d}" for i in range(n)], np.random.default_rng(1))
@@ -332,8 +332,8 @@ def test_wavelengths_in_nm_labelled_angstrom_say_so(tmp_path, capsys):
     cat, spectra = tiny_survey(tmp_path / "in", n=2)
     wave_nm = np.arange(499.0, 504.0, 0.005)
     write_ges_fits(spectra / "S000_X.fits", wave_nm[0], 0.005, np.ones(wave_nm.size), None,
-                   dict(CNAME="S000", SETUP="X"))  # CUNIT1 = 'Angstrom', values in nm
-    code, stdout, err = run_cli(["prepare", cat, spectra, "--out", tmp_path / "ds.h5", "--grid", GRID,
+                   {"CNAME": "S000", "SETUP": "X"})  # CUNIT1 = 'Angstrom', values in nm
+    code, _stdout, err = run_cli(["prepare", cat, spectra, "--out", tmp_path / "ds.h5", "--grid", GRID,
                                  "--no-progress"], capsys)
     assert code == 0, err
     reason = Dataset(tmp_path / "ds.h5").rejects["REASON"][0]
@@ -434,10 +434,11 @@ def test_a_refit_that_makes_a_run_worse_is_undone(tmp_path, monkeypatch, caplog)
     """Sabotage the ridge refit (output layer to zeros): the run keeps its pre-refit weights and says so."""
     import logging
 
+    from toys import FAST
+
     import starlabel.model.train as mt
     from starlabel.model.bundle import Bundle
     from starlabel.stages.train import train
-    from toys import FAST
 
     def bad_refit(net, *a, **k):
         last = [m for m in net.modules() if hasattr(m, "weight")][-1]

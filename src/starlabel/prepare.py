@@ -41,8 +41,8 @@ from astropy.table import Table
 
 from .grid import Grid, Setup, resample
 from .io.catalogue import PREPARE_COLUMNS, read_catalogue
-from .io.fits_check import WARNING, is_warning, truncation_warning
 from .io.dataset import MASK_NAN, MASK_REPAIRED, MASK_UNCOVERED, REJECT_COLUMNS, DatasetWriter, empty_rejects
+from .io.fits_check import WARNING, is_warning, truncation_warning
 from .io.spectra import SPECTRUM_SUFFIXES, Spectrum, SpectrumError, read_spectrum
 from .labels import float_column
 

@@ -182,7 +182,8 @@ def section_accuracy(run: Path) -> str:
     parts = []
     summary = run / "summary.csv"
     if summary.exists():
-        parts.append("<h3>Demo summary</h3>" + csv_table(summary))
+        parts.append("<details><summary>full table: summary.csv (every set, reference and method)</summary>"
+                     + csv_table(summary) + "</details>")
     ev = run / "eval"
     captions = {"metrics.csv": "Bias (mean CNN − reference) and scatter (std); within_kσ: share of stars whose "
                                "reference lies within k ensemble standard deviations (_total: within k total "

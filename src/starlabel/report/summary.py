@@ -99,16 +99,23 @@ def headline_table(run: Path) -> str | None:
     head = ("<tr><th class=s>label</th><th>n</th><th>bias</th><th>scatter</th><th>within 1σ</th><th>within 2σ</th>"
             + ("<th>within 1σ total</th>" if total else "") + "</tr>")
     body = []
+    no_spread = False
     for r in sel:
         d, unit = _digits(r["label"]), UNITS.get(r["label"], "")
-        pct = lambda k: _num(100 * float(r[k]), 0) + " %" if r.get(k) else "–"  # noqa: E731
+        zero = float(r.get("median_std") or "nan") == 0  # one kept network: no ensemble spread to judge
+        no_spread |= zero
+
+        def pct(k, r=r, zero=zero):
+            return "–" if (zero and "total" not in k) or not r.get(k) else _num(100 * float(r[k]), 0) + " %"
+
         body.append(f"<tr><td class=s>{_esc(r['label'])}</td><td>{_esc(r['n'])}</td>"
                     f"<td>{_num(r['bias'], d)} {unit}</td><td>{_num(r['scatter'], d)} {unit}</td>"
                     f"<td>{pct('within_1sigma')}</td><td>{pct('within_2sigma')}</td>"
                     + (f"<td>{pct('within_1sigma_total')}</td>" if total else "") + "</tr>")
     what = "the mock survey's true labels" if ref == "truth" else "the survey catalogue's labels"
     caption = (f"Held-out test set, CNN minus {what}. 'Within kσ': share of stars whose reference lies within k "
-               "ensemble standard deviations; a calibrated uncertainty gives 68 % and 95 %.")
+               "ensemble standard deviations; a calibrated uncertainty gives 68 % and 95 %."
+               + (" –: the ensemble has one network, so no spread." if no_spread else ""))
     return f"<table>{head}{''.join(body)}</table><p class=caption>{_esc(caption)}</p>"
 
 

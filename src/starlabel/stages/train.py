@@ -108,7 +108,7 @@ MIN_TRAIN, MIN_TEST = 100, 20
 
 def warn_if_few(n: int, test_fraction: float, source) -> None:
     """Warn, with the numbers, when a training set is too small for its test loss to mean much."""
-    n_test = int(round(test_fraction * n))
+    n_test = round(test_fraction * n)
     if n - n_test < MIN_TRAIN or n_test < MIN_TEST:
         log.warning("%s gives only %d training and %d test spectra (fewer than %d / %d): the networks will "
                     "overfit and the kept runs are picked on a noisy test loss (the paper trained on 14 696)",
