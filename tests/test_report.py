@@ -108,3 +108,19 @@ def test_probe_catches_a_broken_image(tmp_path):
                    '<img src="data:image/png;base64,AAAA"></body></html>')
     res = _chromium(["--virtual-time-budget=5000", "--dump-dom", bad.as_uri()], tmp_path)
     assert re.search(r"images=1 broken=1", res.stdout), res.stdout[-500:]
+
+
+@pytest.mark.slow
+def test_summary_leads_and_provenance_is_collapsed(run_dir):
+    """What a scientist reads first comes first: counts, accuracy per label with its coverage, the map;
+    the manifest and settings are at the end, closed."""
+    page = render(run_dir)
+    summary = page[page.index('<section id="summary">'):page.index('<section id="accuracy">')]
+    assert "<b>240</b> of 240 spectra labelled" in summary
+    assert "Accuracy per label" in summary and "within 1σ" in summary and "true labels" in summary
+    for label in ("TEFF", "LOGG", "MG_FE", "AL_FE", "FE_H"):
+        assert f"<td class=s>{label}</td>" in summary
+    assert "Similarity map" in summary and summary.count("<img ") == 1
+    assert page.index('<section id="provenance">') > page.index('<section id="gradients">')
+    assert '<section id="provenance"><h2>Run settings and provenance</h2><details>' in page
+    assert not re.search(r">-?\d\.\d+e-\d\d<", page)  # no raw exponents in tables

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 
 from .. import __version__
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="also print debugging detail")
     parser.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only")
     sub = parser.add_subparsers(dest="verb", metavar="<verb>")
+    parser.set_defaults(_verb_parsers=sub.choices)
     for verb in VERBS:
         try:
             module = importlib.import_module(f"{__name__}.{verb}")
@@ -68,17 +70,39 @@ def configure_logging(level: int) -> None:
     logger.setLevel(level)
 
 
+def describe_oserror(e: OSError) -> str:
+    """One line naming the path and the cause, e.g. "/data/run/sets.h5: No space left on device".
+
+    h5py packs both into a long strerror; an atomic write's temporary name is shown as the output's."""
+    if e.errno is None or not e.strerror:
+        return str(e)  # raised by starlabel with its own message
+    cause, paths = e.strerror, [str(f) for f in (e.filename, e.filename2) if f is not None]
+    h5 = re.search(r"name = '([^']*)'.*error message = '([^']*)'", cause)
+    if h5:
+        paths, cause = paths or [h5.group(1)], h5.group(2)
+    paths = [re.sub(r"(^|/)\.([^/]+)\.tmp\d+$", r"\1\2", f) for f in paths]
+    return f"{' -> '.join(paths)}: {cause}" if paths else cause
+
+
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # the verb's own usage, not the top-level one
+        verb_parser = args._verb_parsers.get(getattr(args, "verb", None) or "", parser)
+        verb_parser.error(f"unrecognized arguments: {' '.join(extra)}")
     configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    from ..io.lock import LockedError
+
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError, KeyError) as e:
+    except (ValueError, KeyError, LockedError) as e:
         print(f"starlabel {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # read-only file system, disk full, --out under a regular file, missing input
+        print(f"starlabel {args.verb}: error: {describe_oserror(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"starlabel {args.verb}: interrupted", file=sys.stderr)

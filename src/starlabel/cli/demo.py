@@ -14,6 +14,7 @@ def add_parser(sub):
     p.add_argument("--keep", type=int, help="override the preset's number of kept runs")
     p.add_argument("--max-epochs", type=int, help="override the training preset's maximum epochs")
     p.add_argument("--workers", type=int, default=2, help="processes for synth and prepare")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=run)
 
 
@@ -21,4 +22,5 @@ def run(args):
     from ..stages.demo import demo
 
     demo(args.out, preset=args.preset, seed=args.seed, n_stars=args.n_stars, runs=args.runs,
-         keep=args.keep, workers=args.workers, max_epochs=args.max_epochs)
+         keep=args.keep, workers=args.workers, max_epochs=args.max_epochs,
+         progress=not args.no_progress)

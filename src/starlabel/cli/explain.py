@@ -19,6 +19,7 @@ def add_parser(sub):
     p.add_argument("--compare-absolute", metavar="ABS_MODEL_DIR",
                    help="a bundle trained on MG1, AL1, FE1: also write the gradient-correlation table of it "
                         "and MODEL_DIR (trained on MG_FE, AL_FE, FE_H) into OUT's folder/correlation/")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=run)
 
 
@@ -32,7 +33,8 @@ def run(args):
     )
 
     maps = explain(args.model_dir, args.sets, args.out, which=args.which, n_max=args.n_max, chunk=args.chunk,
-                   seed=args.seed, n_peaks=args.peaks, tolerance=args.tolerance)
+                   seed=args.seed, n_peaks=args.peaks, tolerance=args.tolerance,
+                   progress=not args.no_progress)
     out = Path(args.out)
     print(f"wrote {out}, {out.with_name('lines.csv')}, {out.with_name('gradients.png')} "
           f"({maps.n_spectra} spectra)")

@@ -18,6 +18,7 @@ def add_parser(sub):
     p.add_argument("--seed", type=int, default=0, help="seed of the noise draws")
     p.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=int, help="CPU threads (default: the cores this process may use)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=run)
 
 
@@ -27,5 +28,5 @@ def run(args):
     carry = [c.strip() for c in args.carry.split(",") if c.strip()]
     path = predict(args.model, args.dataset, args.out, carry=carry, chunk=args.chunk, map_path=args.map,
                    compile=args.compile, noise_draws=args.noise_draws, seed=args.seed,
-                   device=args.device, threads=args.threads)
+                   device=args.device, threads=args.threads, progress=not args.no_progress)
     print(f"wrote {path}")

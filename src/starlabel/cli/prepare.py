@@ -53,4 +53,8 @@ def run(args):
                                chunk=args.chunk, workers=args.workers)
     path, n, rejects = prepare(args.catalogue, args.spectra_dir, args.out, settings,
                                progress=not args.no_progress)
-    print(f"wrote {path}: {n} stars × {settings.grid.n_pixels} pixels; {len(rejects)} rejected spectra")
+    from ..io.fits_check import is_warning
+
+    n_warn = sum(is_warning(r) for r in rejects["REASON"])
+    print(f"wrote {path}: {n} stars × {settings.grid.n_pixels} pixels; {len(rejects) - n_warn} rejected spectra"
+          + (f"; {n_warn} warnings (in its /rejects table)" if n_warn else ""))

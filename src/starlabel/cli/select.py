@@ -11,13 +11,13 @@ def add_parser(sub):
     p.add_argument("--out", required=True, help="output SETS.h5")
     cut = lambda flag, field, text: p.add_argument(  # noqa: E731
         flag, dest=field, type=float, metavar="X", help=f"{text} {default(QualityCuts, field)}")
-    cut("--min-snr", "min_snr", "minimum S/N of a training spectrum")
-    cut("--max-e-teff", "max_e_teff", "largest catalogue E_TEFF [K] of a training spectrum")
-    cut("--max-e-logg", "max_e_logg", "largest catalogue E_LOGG [dex]")
-    cut("--max-e-abundance", "max_e_abundance", "largest E_FE1, E_MG1 and E_AL1 [dex]")
-    cut("--max-vsini", "max_vsini", "largest VSINI [km/s]")
-    cut("--max-feh-mismatch", "max_feh_mismatch", "largest |FEH − [Fe/H] from FE1| [dex]")
-    cut("--observed-min-snr", "observed_min_snr", "minimum S/N of an observed-set spectrum")
+    cut("--min-snr", "min_snr", "training set: lowest S/N")
+    cut("--max-e-teff", "max_e_teff", "training set: largest E_TEFF in K")
+    cut("--max-e-logg", "max_e_logg", "training set: largest E_LOGG in dex")
+    cut("--max-e-abundance", "max_e_abundance", "training set: largest E_FE1, E_MG1, E_AL1 in dex")
+    cut("--max-vsini", "max_vsini", "training set: largest VSINI in km/s")
+    cut("--max-feh-mismatch", "max_feh_mismatch", "training set: largest |FEH - [Fe/H] from FE1| in dex")
+    cut("--observed-min-snr", "observed_min_snr", "observed set: lowest S/N of the spectra that fail a cut")
     p.add_argument("--allow-flags", action="store_true", help="keep spectra with TECH/PECULI flags "
                    "(default: they are cut)")
     p.add_argument("--exclude-outliers", metavar="MAP.h5",

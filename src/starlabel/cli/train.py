@@ -28,6 +28,7 @@ def add_parser(sub):
                         "learning rate and early stopping; meant for GPUs: on a CPU it was slower per run, see README)")
     p.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=int, help="CPU threads (default: the cores this process may use: CPU affinity, cgroup quota)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=run)
 
 
@@ -39,5 +40,6 @@ def run(args):
                      refit_output=args.refit_output, weight_by_errors=args.weight_by_errors or None)
     labels = [s.strip() for s in args.labels.split(",") if s.strip()]
     path = train(args.sets, args.out, labels=labels, runs=args.runs, keep=args.keep, preset=args.preset,
-                 seed=args.seed, device=args.device, threads=args.threads, fused=args.fused, **overrides)
+                 seed=args.seed, device=args.device, threads=args.threads, fused=args.fused,
+                 progress=not args.no_progress, **overrides)
     print(f"wrote {path}")

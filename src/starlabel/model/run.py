@@ -223,12 +223,21 @@ def train_run(index: int, seed: int, net_cfg: NetworkConfig, cfg: TrainConfig, d
             st.done = True
             if cfg.refit_output and np.isfinite(st.best_test):
                 net.load_state_dict(best)
+                unrefitted = best, snaps.get("best")
                 st.refit_alpha = refit_output_layer(net, data.x_train, data.y_train, data.w_train)
                 best = {n_: p.detach().clone() for n_, p in net.named_parameters()}
                 pred = _predict(net, data.x_test, cfg.eval_batch_size)
                 st.test_before_refit = st.best_test
                 st.best_test = loss_fn(pred, data.y_test, data.w_test).item()
                 snaps["best"] = pred.cpu()
+                if not st.best_test <= st.test_before_refit:  # the refit made this run worse: undo it
+                    log.info("run %d: refitting the output layer raised the test loss %.5f -> %.5f; keeping "
+                             "the weights before the refit", index, st.test_before_refit, st.best_test)
+                    best, st.best_test, st.test_before_refit, st.refit_alpha = (
+                        unrefitted[0], st.test_before_refit, None, None)
+                    net.load_state_dict(best)
+                    if unrefitted[1] is not None:
+                        snaps["best"] = unrefitted[1]
             st.snapshots = sorted({int(k[6:]) for k in snaps if k.startswith("epoch_")} | {st.best_epoch})
             if "best" in snaps:
                 snaps[f"epoch_{st.best_epoch}"] = snaps.pop("best")

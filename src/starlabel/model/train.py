@@ -66,6 +66,7 @@ def range_check(names, y_train, y_test) -> dict[str, int]:
     return {n: int(((y_test[:, j] < lo[j]) | (y_test[:, j] > hi[j])).sum()) for j, n in enumerate(names)}
 
 
+
 # ----------------------------------------------------------------------------- ensemble
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from astropy.table import Table
 
 from ..io.atomic import atomic_path
+from ..io.run_settings import check_or_record
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +131,17 @@ def format_summary(table: Table) -> str:
     return "\n".join(lines)
 
 
+def _settings_of_older_run(out: Path) -> dict | None:
+    """The settings a run made before demo_settings.json existed recorded in its demo.json."""
+    if not (out / "demo.json").exists():
+        return None
+    s = json.loads((out / "demo.json").read_text()).get("settings", {})
+    return {k: s.get(k) for k in ("preset", "seed", "n_stars", "runs", "keep", "max_epochs")}
+
+
 def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | None = None,
-         runs: int | None = None, keep: int | None = None, workers: int = 2, max_epochs: int | None = None) -> Path:
+         runs: int | None = None, keep: int | None = None, workers: int = 2, max_epochs: int | None = None,
+         progress: bool = True) -> Path:
     """Run the pipeline into `out`; returns the path of the HTML report."""
     from ..evaluation.metrics import join_run, metrics_table, read_map_flags
     from ..io.dataset import Dataset
@@ -155,6 +165,9 @@ def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | No
     n_stars, runs, keep = n_stars or p.n_stars, runs or p.runs, keep or p.keep
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    check_or_record(out / "demo_settings.json",
+                    dict(preset=preset, seed=seed, n_stars=n_stars, runs=runs, keep=keep, max_epochs=max_epochs),
+                    out, fallback=lambda: _settings_of_older_run(out))
     survey = out / "survey"
     timings = {}
     t0 = time.perf_counter()
@@ -163,11 +176,11 @@ def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | No
         timings[name] = round(time.perf_counter() - t0 - sum(timings.values()), 1)
 
     if _step(f"synth survey of {n_stars} stars", survey / "truth.fits"):
-        make_survey(survey, n_stars, seed=seed, workers=workers)
+        make_survey(survey, n_stars, seed=seed, workers=workers, progress=progress)
     lap("synth")
     if _step("prepare", out / "dataset.h5"):
         prepare(survey / "catalogue.fits", survey / "spectra", out / "dataset.h5",
-                PrepareSettings(workers=workers))
+                PrepareSettings(workers=workers), progress=progress)
     lap("prepare")
     if _step("select (training candidates)", out / "candidates.h5"):
         select(out / "dataset.h5", out / "candidates.h5")
@@ -181,12 +194,12 @@ def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | No
     lap("select")
     if _step(f"train ({p.train_preset} preset, best {keep} of {runs} runs)", out / "model" / "manifest.json"):
         train(out / "sets.h5", out / "model", labels=DEFAULT_LABELS, runs=runs, keep=keep,
-              preset=p.train_preset, seed=seed,
+              preset=p.train_preset, seed=seed, progress=progress,
               **({"max_epochs": max_epochs} if max_epochs else {}))
     lap("train")
     if _step("predict", out / "labels.fits"):
         predict(out / "model", out / "sets.h5", out / "labels.fits", carry=CARRY,
-                map_path=out / "map.h5", noise_draws=NOISE_DRAWS, seed=seed)
+                map_path=out / "map.h5", noise_draws=NOISE_DRAWS, seed=seed, progress=progress)
     lap("predict")
     if _step("evaluate", out / "eval" / "index.json"):
         evaluate(out / "model", out / "sets.h5", out / "labels.fits", out / "eval", map_path=out / "map.h5",
@@ -202,7 +215,7 @@ def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | No
     lap("validate")
     if _step("explain", out / "explain" / "explain.h5"):
         explain(out / "model", out / "sets.h5", out / "explain" / "explain.h5", which="test",
-                n_max=p.explain_spectra, seed=seed)
+                n_max=p.explain_spectra, seed=seed, progress=progress)
     lap("explain")
 
     joined = join_run(Dataset(out / "sets.h5").catalogue,

@@ -12,6 +12,7 @@ its flags, new ones are placed onto it (`SimilarityMap.flag`) without recomputin
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 
 from ..io.atomic import atomic_path
 from ..io.dataset import Dataset
+from ..io.lock import output_lock
 from ..model.ensemble import Ensemble, Prediction
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,18 @@ def map_flags(map_path, cnames: np.ndarray, read_flux, chunk: int = 2048) -> dic
     return flags
 
 
+def _locked(stage):
+    """Run `stage(…, out, …)` holding the lock of `out`: a second process writing it is refused."""
+
+    @functools.wraps(stage)
+    def run(model_dir, dataset_path, out, *args, **kwargs):
+        with output_lock(out):
+            return stage(model_dir, dataset_path, out, *args, **kwargs)
+
+    return run
+
+
+@_locked
 def predict(model_dir, dataset_path, out, carry=(), chunk: int = 2048, rows=None,
             progress: bool = True, map_path=None, compile: bool = False, noise_draws: int = 0, seed: int = 0,
             device=None, threads: int | None = None):

@@ -65,6 +65,7 @@ from ..grid import Grid, Setup, resample, setup_resolution
 from ..io.catalogue import read_catalogue, resolve_rows
 from ..io.dataset import (MASK_MISSING_SETUP, MASK_NAN, MASK_REPAIRED, MASK_UNCOVERED, REJECT_COLUMNS,
                          DatasetWriter, empty_rejects)
+from ..io.fits_check import WARNING, is_warning, truncation_warning
 from ..io.spectra import (CNAME_PATTERN, SETUP_CODES, SPECTRUM_SUFFIXES, Spectrum, SpectrumError, name_setup,
                          pop_library_warnings, read_spectrum)
 from ..continuum import fast_median, fit_continuum, robust_sigma
@@ -230,7 +231,8 @@ def prepare_spectrum(spec: Spectrum, vrad: float, setup: Setup, settings: Prepar
         raise Reject(
             f"{name}: rest-frame coverage {wave[0]:.2f}–{wave[-1]:.2f} Å misses {n_unc} of {setup.n_pixels} "
             f"pixels of {setup.name} {setup.start:g}–{setup.stop:g} Å (limit {settings.max_uncovered:.0%})"
-        )
+            + (" — the wavelengths look like nm, not Å (check CUNIT1)"
+               if wave[-1] < setup.start and wave[0] * 10 < setup.stop and wave[-1] * 10 > setup.start else ""))
     mask = np.zeros(setup.n_pixels, np.uint8)
     if flagged:
         mask[covered & (out[1] > 0)] |= MASK_REPAIRED
@@ -365,8 +367,10 @@ def _read(path, settings):
     return read_spectrum(path, product=settings.product)
 
 
-def prepare_star(cname: str, vrad: float, files: dict, settings: PrepareSettings, catalogue_r: float | None = None):
+def prepare_star(cname: str, vrad: float, files: dict, settings: PrepareSettings, catalogue_r: float | None = None,
+                 warnings: list | None = None):
     """All grid setups of one star → (flux, mask, info) over the whole grid, or a list of Rejects.
+    Warnings about files that are used anyway (io/fits_check.py) are appended to `warnings` as Rejects.
 
     `files`: {setup: path} plus '' → [paths whose setup is found by reading them].
     `info`: MISSING_SETUP, VRAD_USED, VRAD_SOURCE, PREP_NOTES and R_IN_<setup> for the catalogue.
@@ -409,6 +413,9 @@ def prepare_star(cname: str, vrad: float, files: dict, settings: PrepareSettings
                              "cannot shift to the rest frame (use --rest-frame for spectra already at rest)")
             parts.append(prepare_spectrum(spec, v, setup, settings, name=str(path), notes=notes,
                                           catalogue_r=catalogue_r))
+            warning = truncation_warning(path, spec.error is not None, spec.header)
+            if warning and warnings is not None:
+                warnings.append(Reject(warning, str(path), setup.name))
             vels.append(v)
             sources.append(source)
             r_in[f"R_IN_{setup.name}"] = input_resolution(spec, settings, catalogue_r)
@@ -443,10 +450,12 @@ def _prepare_chunk(task):
     mask = np.empty((len(items), p), np.uint8)
     kept, infos, rejects = [], [], []
     for row, cname, vrad, files, r_cat in items:
-        res = prepare_star(cname, vrad, files, settings, r_cat)
+        warned = []
+        res = prepare_star(cname, vrad, files, settings, r_cat, warned)
         if isinstance(res, list):
             rejects += [(r.file, cname, r.setup, r.reason) for r in res]
             continue
+        rejects += [(r.file, cname, r.setup, r.reason) for r in warned]
         flux[len(kept)], mask[len(kept)], info = res
         kept.append(row)
         infos.append(info)
@@ -472,6 +481,9 @@ def prepare(catalogue, spectra_dir, out, settings: PrepareSettings | None = None
             raise ValueError(f"catalogue table lacks column(s) {', '.join(missing)}")
     else:
         cat = read_catalogue(catalogue, required=REQUIRED_COLUMNS)
+    if len(cat) == 0:
+        raise ValueError(f"catalogue {catalogue if not isinstance(catalogue, Table) else ''} has no rows: "
+                         "nothing to prepare")
     index = find_spectra(spectra_dir, settings.grid.names)
     for msg in index.unreadable[:5]:
         log.warning("spectra directory: %s", msg)
@@ -531,6 +543,9 @@ def _with_info(cat: Table, infos: list[dict], grid: Grid) -> Table:
 
 def _report(n_rows: int, n_kept: int, rejects: list[tuple], infos: list[dict], warned: Counter,
             show: int = 10) -> None:
+    for r in [r for r in rejects if is_warning(r[3])][:show]:
+        log.warning("%s", r[3][len(WARNING) + 2:])
+    rejects = [r for r in rejects if not is_warning(r[3])]
     for file, cname, setup, reason in rejects[:show]:
         log.warning("rejected: %s", reason)
     if len(rejects) > show:

@@ -42,14 +42,16 @@ body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;m
 h1{border-bottom:2px solid #446}h2{margin-top:2em;border-bottom:1px solid #aab;color:#334}
 table{border-collapse:collapse;margin:.6em 0;font-size:.85em}td,th{border:1px solid #ccd;padding:2px 7px;text-align:right}
 th{background:#eef}td.s,th.s{text-align:left}figure{margin:1em 0}figure img{max-width:100%;border:1px solid #ddd}
-figcaption{font-size:.9em;color:#444}.missing{color:#a33;background:#fee;padding:.4em .8em;border-left:4px solid #c55}
+figure img{width:100%}figcaption,p.caption{font-size:.9em;color:#444}ul.summary{font-size:1.1em;line-height:1.6}.missing{color:#a33;background:#fee;padding:.4em .8em;border-left:4px solid #c55}
 .thumbs img{width:300px;margin:3px;border:1px solid #ccc}pre{background:#f6f6f9;padding:.6em;overflow-x:auto;font-size:.8em}
 details{margin:.5em 0}nav a{margin-right:1em}
 """
 
-SECTIONS = (("provenance", "Run settings and provenance"), ("accuracy", "Accuracy and uncertainties"),
+SECTIONS = (("summary", "Summary"), ("accuracy", "Accuracy and uncertainties"),
             ("figures", "Diagnostic figures"), ("map", "Similarity map and outliers"),
-            ("gradients", "Gradient sensitivity maps"), ("validation", "Science validation (Sect. 5)"))
+            ("gradients", "Gradient sensitivity maps"), ("validation", "Science validation (Sect. 5)"),
+            ("provenance", "Run settings and provenance"))
+COLLAPSED = ("provenance",)  # shown as a closed <details> at the end
 
 
 def _esc(x) -> str:
@@ -81,7 +83,9 @@ def _fmt(v: str) -> tuple[str, bool]:
         return v, True
     if abs(f) >= 100:
         return f"{f:.2f}".rstrip("0").rstrip("."), True
-    return f"{f:.4g}", True
+    if abs(f) < 1:  # biases, scatters, fractions: 3 decimals, no exponent (-3.6e-06 -> -0.000)
+        return f"{f:.3f}", True
+    return f"{f:.3g}", True
 
 
 def csv_table(path, max_rows=200) -> str:
@@ -180,7 +184,8 @@ def section_accuracy(run: Path) -> str:
     parts = []
     summary = run / "summary.csv"
     if summary.exists():
-        parts.append("<h3>Demo summary</h3>" + csv_table(summary))
+        parts.append("<details><summary>full table: summary.csv (every set, reference and method)</summary>"
+                     + csv_table(summary) + "</details>")
     ev = run / "eval"
     captions = {"metrics.csv": "Bias (mean CNN − reference) and scatter (std); within_kσ: share of stars whose "
                                "reference lies within k ensemble standard deviations (_total: within k total "
@@ -303,8 +308,15 @@ def section_validation(run: Path) -> str:
     return "".join(parts)
 
 
-BUILDERS = {"provenance": section_provenance, "accuracy": section_accuracy, "figures": section_figures,
-            "map": section_map, "gradients": section_gradients, "validation": section_validation}
+def section_summary(run: Path) -> str:
+    from .report_summary import section_summary as build
+
+    return build(run, figure)
+
+
+BUILDERS = {"summary": section_summary, "provenance": section_provenance, "accuracy": section_accuracy,
+            "figures": section_figures, "map": section_map, "gradients": section_gradients,
+            "validation": section_validation}
 
 
 def render(run_dir) -> str:
@@ -321,6 +333,8 @@ def render(run_dir) -> str:
             content = BUILDERS[key](run)
         except Exception as e:  # one broken part must not cost the whole page
             content = missing(title, f"Building this section failed: {type(e).__name__}: {e}")
+        if key in COLLAPSED:
+            content = f"<details><summary>show {_esc(title.lower())}</summary>{content}</details>"
         body.append(f'<section id="{key}"><h2>{_esc(title)}</h2>{content}</section>')
     return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
             f"<title>starlabel report: {_esc(run.name)}</title><style>{CSS}</style></head>"

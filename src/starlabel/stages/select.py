@@ -10,6 +10,7 @@ import logging
 
 import numpy as np
 
+from ..io.columns import require_columns
 from ..io.dataset import Dataset, DatasetWriter
 from ..labels import QualityCuts, add_relative_labels, float_column
 
@@ -27,6 +28,17 @@ def apply_cuts(table, cuts: QualityCuts) -> tuple[np.ndarray, list[tuple[str, in
     return keep, report
 
 
+def needed_columns(cuts: QualityCuts) -> list[str]:
+    """The catalogue columns `select` reads with these cuts."""
+    cols = ["CNAME", "FE1", "MG1", "AL1", "SNR"]
+    for value, names in ((cuts.max_e_teff, ["E_TEFF"]), (cuts.max_e_logg, ["E_LOGG"]),
+                         (cuts.max_e_abundance, ["E_FE1", "E_MG1", "E_AL1"]), (cuts.max_vsini, ["VSINI"]),
+                         (cuts.max_feh_mismatch, ["FEH"])):
+        if value is not None:
+            cols += names
+    return cols
+
+
 def select(dataset_path, out, cuts: QualityCuts | None = None, exclude_cnames=(),
            chunk: int = 1024, missing_setups: str = "exclude"):
     """Write SETS.h5: the dataset rows of the training candidates and the observed set.
@@ -42,6 +54,14 @@ def select(dataset_path, out, cuts: QualityCuts | None = None, exclude_cnames=()
         raise ValueError(f"missing_setups must be 'exclude' or 'include', got {missing_setups!r}")
     cuts = cuts or QualityCuts()
     ds = Dataset(dataset_path)
+    if len(ds) == 0:
+        raise ValueError(f"{ds.path} holds no spectra: nothing to select (did prepare reject them all? "
+                         "see its /rejects table)")
+    require_columns(ds.catalogue.colnames, needed_columns(cuts), ds.path, "for the labels and quality cuts")
+    absent = [c for c in ("TEFF", "LOGG") if c not in ds.catalogue.colnames]
+    if absent:
+        log.warning("%s has no column %s: `train` with the default labels will refuse the output",
+                    ds.path.name, ", ".join(absent))
     cat = add_relative_labels(ds.catalogue.copy())
     train, report = apply_cuts(cat, cuts)
     if len(exclude_cnames):

@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from ..cores import configure_threads
+from ..io.columns import require_columns
 from ..io.dataset import Dataset
+from ..io.lock import output_lock
 from ..labels import DEFAULT_LABELS, float_column, label_matrix
 from ..model.config import preset as get_preset
 from ..model.ensemble import Ensemble
@@ -27,6 +29,7 @@ def load_training_data(sets_path, labels):
     Returns (ds, flux, y, cnames, rows, n_dropped)."""
     ds = Dataset(sets_path)
     cat = ds.catalogue
+    require_columns(cat.colnames, ["CNAME", *labels], ds.path, f"to train on the labels {', '.join(labels)}")
     rows = ds.rows(SET="train") if "SET" in cat.colnames else np.arange(len(ds))
     if "SET" not in cat.colnames:
         log.info("%s has no SET column: training on all %d rows", ds.path.name, len(rows))
@@ -82,11 +85,47 @@ def train(sets_path, out_dir, labels=DEFAULT_LABELS, runs: int | None = None, ke
     configure_threads(threads)
     out = Path(out_dir)
     ds, flux, y, cnames, rows, n_drop = load_training_data(sets_path, labels)
+    warn_if_few(len(y), p.train.test_fraction, ds.path)
     w = label_weights(ds.catalogue[rows], labels) if p.train.weight_by_errors else None
-    ens = Ensemble.fit(flux, y, names=labels, grid=ds.grid, config=p, seed=seed, ids=cnames, weights=w,
-                       checkpoint_dir=out / "checkpoints", callback=callback, device=device, progress=progress,
-                       fused=fused)
-    del flux
-    test_rows = rows[ens.record.test_idx]
-    return ens.save(out, test_rows=test_rows,
-                    provenance={"sets": str(Path(sets_path).resolve()), "n_dropped_nonfinite": n_drop})
+    created = [d for d in (out, out / "checkpoints") if not d.exists()]
+    try:
+        with output_lock(out, directory=True):
+            ens = Ensemble.fit(flux, y, names=labels, grid=ds.grid, config=p, seed=seed, ids=cnames, weights=w,
+                               checkpoint_dir=out / "checkpoints", callback=callback, device=device,
+                               progress=progress, fused=fused)
+            del flux
+            test_rows = rows[ens.record.test_idx]
+            return ens.save(out, test_rows=test_rows,
+                            provenance={"sets": str(Path(sets_path).resolve()), "n_dropped_nonfinite": n_drop})
+    except OSError:
+        _remove_unused_checkpoints(out / "checkpoints", created)
+        raise
+
+
+# The paper trained on 14 696 spectra; below these numbers the kept runs are chosen on noise.
+MIN_TRAIN, MIN_TEST = 100, 20
+
+
+def warn_if_few(n: int, test_fraction: float, source) -> None:
+    """Warn, with the numbers, when a training set is too small for its test loss to mean much."""
+    n_test = round(test_fraction * n)
+    if n - n_test < MIN_TRAIN or n_test < MIN_TEST:
+        log.warning("%s gives only %d training and %d test spectra (fewer than %d / %d): the networks will "
+                    "overfit and the kept runs are picked on a noisy test loss (the paper trained on 14 696)",
+                    Path(source).name, n - n_test, n_test, MIN_TRAIN, MIN_TEST)
+
+
+def _remove_unused_checkpoints(ckpt_dir: Path, created: list[Path]) -> None:
+    """After a failed write, leave nothing behind unless a run checkpoint exists to resume from:
+    a lone settings.json would make the next run 'resume' a training that never started."""
+    if not ckpt_dir.is_dir() or any(ckpt_dir.glob("run*.safetensors")):
+        return
+    try:
+        (ckpt_dir / "settings.json").unlink(missing_ok=True)
+    except OSError:
+        return
+    for d in reversed(created):  # innermost first; only directories this call made, only if empty
+        try:
+            d.rmdir()
+        except OSError:
+            pass
