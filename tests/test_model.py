@@ -295,6 +295,31 @@ def test_noise_augment_adds_each_spectrums_own_noise():
     np.testing.assert_array_equal(added, again)
 
 
+def test_mask_setups_fills_one_setup_with_exactly_one():
+    """Missing-setup augmentation: about the asked share of spectra lose one setup, replaced by exactly
+    1.0 (what prepare writes for a missing setup, no noise on it), the other setup keeps its noise, the
+    draws repeat with the generator, and the data the batch came from is not changed."""
+    from starlabel.model.run import NoiseAugment
+
+    n, slices = 2000, list(TOY_GRID.slices().values())
+    flux = np.ones((n, TOY_GRID.n_pixels), "f4") + np.random.default_rng(1).normal(0, 0.01, (n, TOY_GRID.n_pixels)).astype("f4")
+    x = torch.as_tensor(flux)
+    aug = NoiseAugment(flux, slices, 1.0, torch.device("cpu"), mask_setups=0.2)
+    out = aug(x[torch.arange(n)], torch.arange(n), torch.Generator().manual_seed(3))
+    filled = np.array([[bool((out[:, s] == 1.0).all(1)[i]) for s in slices] for i in range(n)])
+    assert not filled.all(1).any()  # never both setups
+    share = filled.any(1).mean()
+    assert 0.17 < share < 0.23, share
+    assert 0.4 < filled[:, 0].sum() / max(filled.any(1).sum(), 1) < 0.6  # either setup, evenly
+    kept = ~filled.any(1)
+    assert (out[kept] != x[kept]).any(1).all()  # the others got their fresh noise
+    again = aug(x[torch.arange(n)], torch.arange(n), torch.Generator().manual_seed(3))
+    assert torch.equal(out, again)
+    assert torch.equal(x, torch.as_tensor(flux))
+    with pytest.raises(ValueError, match="mask-setups"):
+        preset("quick", mask_setups=1.0)
+
+
 def test_output_layer_refit_undoes_dropout_shrinkage(sets, tmp_path):
     """Dropout on the output layer's inputs shrinks the labels towards their mean; the ridge
     refit on the eval-mode features lowers the test loss, the bundle holds the refitted layer,

@@ -25,6 +25,7 @@ def add_parser(sub):
     setting("--jobs", "n_jobs", int, "threads")
     p.add_argument("--figures", metavar="DIR", help="write the PNG figures here (default: beside MAP.h5)")
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=run)
 
 
@@ -37,7 +38,7 @@ def run(args):
 
     settings = from_options(MapSettings, args)
     out = Path(args.out)
-    m = map_spectra(args.sets, out, settings=settings)
+    m = map_spectra(args.sets, out, settings=settings, progress=not args.no_progress)
     print(f"wrote {out} and {out.with_name(out.stem + '_outliers.csv')}")
     if not args.no_figures:
         from ..io.dataset import Dataset

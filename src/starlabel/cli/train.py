@@ -20,6 +20,9 @@ def add_parser(sub):
     p.add_argument("--noise-augment", type=float, metavar="F",
                    help="add fresh noise, F × each spectrum's own pixel noise, to every mini-batch "
                         "(default: the preset's; not in the paper)")
+    p.add_argument("--mask-setups", type=float, metavar="P",
+                   help="replace one setup of a training spectrum by 1.0 with probability P per mini-batch, "
+                        "so that stars observed in one setup only get labels (default 0: off; not in the paper)")
     p.add_argument("--refit-output", action=argparse.BooleanOptionalAction, default=None,
                    help="after early stopping, refit the output layer by ridge regression on the last "
                         "hidden features, undoing dropout's shrinkage (default: the preset's; not in the paper)")
@@ -37,7 +40,8 @@ def run(args):
 
     # None keeps the preset's value; TrainConfig validates the rest (one clear line per bad value)
     overrides = dict(max_epochs=args.max_epochs, patience=args.patience, noise_augment=args.noise_augment,
-                     refit_output=args.refit_output, weight_by_errors=args.weight_by_errors or None)
+                     refit_output=args.refit_output, weight_by_errors=args.weight_by_errors or None,
+                     mask_setups=args.mask_setups)
     labels = [s.strip() for s in args.labels.split(",") if s.strip()]
     path = train(args.sets, args.out, labels=labels, runs=args.runs, keep=args.keep, preset=args.preset,
                  seed=args.seed, device=args.device, threads=args.threads, fused=args.fused,

@@ -61,18 +61,32 @@ class NoiseAugment:
     """Fresh Gaussian noise for each mini-batch: `factor` × each spectrum's own per-setup pixel
     noise (DER_SNR), drawn from the run's shuffle generator so a resumed run draws the same.
     Unlike `uncertainty.noise_sigma` it ignores the pixel mask: training spectra passed the
-    quality cuts, and their few repaired pixels hold plausible flux."""
+    quality cuts, and their few repaired pixels hold plausible flux.
 
-    def __init__(self, flux: np.ndarray, slices, factor: float, device: torch.device):
+    `mask_setups` > 0: each spectrum of a mini-batch loses one of its setups (chosen at random) with
+    this probability, replaced by exactly 1.0 without noise -- what `prepare` writes for a star
+    observed in one setup only (mask bit MASK_MISSING_SETUP) -- so that the networks learn to label
+    such stars from the setup they have (issue 10; not in the paper)."""
+
+    def __init__(self, flux: np.ndarray, slices, factor: float, device: torch.device, mask_setups: float = 0.0):
         self.slices = list(slices)
+        self.factor = factor
+        self.mask_setups = mask_setups if len(self.slices) > 1 else 0.0
         self.sigma = torch.as_tensor(factor * pixel_noise(flux, self.slices), device=device)
 
     def __call__(self, xb: torch.Tensor, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        eps = torch.randn(xb.shape, generator=gen).to(xb.device)
-        sigma = self.sigma[idx]
-        for j, s in enumerate(self.slices):
-            eps[:, s] *= sigma[:, j : j + 1]
-        return xb + eps
+        if self.factor > 0:
+            eps = torch.randn(xb.shape, generator=gen).to(xb.device)
+            sigma = self.sigma[idx]
+            for j, s in enumerate(self.slices):
+                eps[:, s] *= sigma[:, j : j + 1]
+            xb = xb + eps
+        if self.mask_setups > 0:
+            hit = (torch.rand(len(xb), generator=gen) < self.mask_setups).to(xb.device)
+            which = torch.randint(len(self.slices), (len(xb),), generator=gen).to(xb.device)
+            for j, s in enumerate(self.slices):
+                xb[hit & (which == j), s] = 1.0
+        return xb
 
 
 def fit_epoch(net: Network, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, batch: int,

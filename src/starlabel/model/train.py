@@ -160,8 +160,9 @@ def fit_runs(flux: np.ndarray, y: np.ndarray, names, grid: Grid, p: Preset, seed
     w = None if weights is None else np.asarray(weights, dtype=float)
     data = TrainingData(to(flux[tr]), to(labelset.to_network(y[tr])), to(flux[te]), to(labelset.to_network(y[te])),
                         None if w is None else to(w[tr]), None if w is None else to(w[te]),
-                        NoiseAugment(flux[tr], list(grid.slices().values()), cfg.noise_augment, device)
-                        if cfg.noise_augment > 0 else None)
+                        NoiseAugment(flux[tr], list(grid.slices().values()), cfg.noise_augment, device,
+                                     cfg.mask_setups)
+                        if cfg.noise_augment > 0 or cfg.mask_setups > 0 else None)
     if fused:
         if ckpt_dir is None:
             raise ValueError("fused training writes each member's checkpoint: give a checkpoint directory")

@@ -65,7 +65,7 @@ class SimilarityMap:
     # ---- building
     @classmethod
     def fit(cls, flux, is_train, settings: MapSettings | None = None, table: Table | None = None,
-            ) -> "SimilarityMap":
+            progress: bool = False) -> "SimilarityMap":
         """Build the map from an (N, P) flux array; `is_train` marks the training spectra."""
         from openTSNE import TSNE, affinity, initialization, nearest_neighbors
         from sklearn.decomposition import PCA
@@ -106,9 +106,14 @@ class SimilarityMap:
         aff = affinity.PerplexityBasedNN(perplexity=perplexity, n_jobs=s.n_jobs,
                                          knn_index=nearest_neighbors.PrecomputedNeighbors(nbr[:, :k_tsne], dist[:, :k_tsne]))
         init = initialization.pca(coords.astype(np.float64), random_state=s.seed)
-        tsne = TSNE(perplexity=perplexity, n_iter=s.n_iter, **_gradient_params(n),
-                    n_jobs=s.n_jobs, random_state=s.seed)
-        emb = np.asarray(tsne.fit(affinities=aff, initialization=init))
+        from tqdm.auto import tqdm
+
+        every = 25
+        with tqdm(total=250 + s.n_iter, desc="t-SNE", unit="iter", disable=not progress) as bar:
+            tsne = TSNE(perplexity=perplexity, n_iter=s.n_iter, **_gradient_params(n), n_jobs=s.n_jobs,
+                        random_state=s.seed, callbacks=lambda *a: bar.update(every) and False,
+                        callbacks_every_iters=every)
+            emb = np.asarray(tsne.fit(affinities=aff, initialization=init))
         emb -= (emb.max(0) + emb.min(0)) / 2  # openTSNE's transform centres the map the same way
 
         table = Table() if table is None else Table(table, copy=True)

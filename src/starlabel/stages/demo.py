@@ -185,7 +185,7 @@ def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | No
     if _step("select (training candidates)", out / "candidates.h5"):
         select(out / "dataset.h5", out / "candidates.h5")
     if _step("similarity map", out / "map.h5"):
-        m = map_spectra(out / "candidates.h5", out / "map.h5", seed=seed)
+        m = map_spectra(out / "candidates.h5", out / "map.h5", seed=seed, progress=progress)
         cand = Dataset(out / "candidates.h5")
         write_map_figures(m, out / "map_figures", "map", read=cand.read, wavelength=cand.wavelength)
     lap("map")

@@ -59,8 +59,9 @@ def evaluate(model_dir, sets_path, labels_path, out_dir, map_path=None, truth_pa
         raise ValueError(f"{labels_path} has no <LABEL>_CNN columns")
     index: dict[str, str] = {}
 
-    def note(path, caption):
+    def note(path, caption):  # every table and figure, as it is written: evaluate takes a while
         index[Path(path).name] = caption
+        log.info("wrote %s", Path(path).name)
 
     # ---- tables
     metrics = M.metrics_table(joined)

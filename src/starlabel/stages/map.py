@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def map(sets_path, out, perplexity: float = 30.0, seed: int = 0, inner_distance: float | None = None,
-                settings: MapSettings | None = None, csv: bool = True) -> SimilarityMap:
+        settings: MapSettings | None = None, csv: bool = True, progress: bool = True) -> SimilarityMap:
     """Build the similarity map of every spectrum in SETS.h5 and write MAP.h5 (+ outliers CSV)."""
     from ..io.dataset import Dataset
 
@@ -33,7 +33,7 @@ def map(sets_path, out, perplexity: float = 30.0, seed: int = 0, inner_distance:
     table.add_column(np.arange(len(cat)), name="ROW", index=0)
     log.info("reading %d spectra from %s", len(ds), ds.path.name)
     flux = ds.read()
-    m = SimilarityMap.fit(flux, np.asarray(cat["SET"]) == "train", s, table)
+    m = SimilarityMap.fit(flux, np.asarray(cat["SET"]) == "train", s, table, progress=progress)
     m.wavelength = ds.wavelength
     m.save(out)
     if csv:
