@@ -6,34 +6,15 @@ save) from a `starlabel.validation` result; `save` writes it as PNG atomically.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..io.atomic import atomic_path
-from ..labels import PRETTY
+from .common import no_data as _no_data
+from .common import pretty as _pretty
+from .common import save  # noqa: F401  (stages.validate saves through this module)
 
 INNER, OUTER = "#1f77b4", "#d62728"
 POP_COLOURS = {"thin": "#1f77b4", "thick": "#d62728", "noise": "#bbbbbb", "other": "#9467bd", "all": "#555555"}
-DPI = 110
-
-
-def _pretty(n: str) -> str:
-    return PRETTY.get(n, n)
-
-
-def save(fig: Figure, path, dpi=None) -> Path:
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi or DPI, bbox_inches="tight")
-    return path
-
-
-def _no_data(ax, text="no data"):
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="grey")
-
-
 def _one_to_one(ax, x, y):
     ok = np.isfinite(x) & np.isfinite(y)
     if ok.any():
