@@ -7,7 +7,9 @@ def add_parser(sub):
     p.add_argument("dataset", help="DATASET.h5 or SETS.h5 on the model's wavelength grid")
     p.add_argument("--out", required=True, help="output FITS table")
     p.add_argument("--carry", default="", help="comma-separated catalogue columns to copy to the output")
-    p.add_argument("--chunk", type=int, default=2048, help="spectra read at a time (bounds memory)")
+    p.add_argument("--chunk", type=int, default=512,
+                   help="spectra read and labelled at a time: bounds memory, and the progress bar moves per chunk "
+                        "(default 512; the noise draws are seeded per chunk)")
     p.add_argument("--map", metavar="MAP.h5", help="attach INNER/OUTLIER flags from this similarity map "
                    "(spectra not on the map are placed onto it)")
     p.add_argument("--compile", action="store_true",

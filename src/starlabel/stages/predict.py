@@ -64,7 +64,7 @@ def _locked(stage):
 
 
 @_locked
-def predict(model_dir, dataset_path, out, carry=(), chunk: int = 2048, rows=None,
+def predict(model_dir, dataset_path, out, carry=(), chunk: int = 512, rows=None,
             progress: bool = True, map_path=None, compile: bool = False, noise_draws: int = 0, seed: int = 0,
             device=None, threads: int | None = None):
     """Write the labels of `dataset_path` (optionally only `rows`) to the FITS table `out`.
