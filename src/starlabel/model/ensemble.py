@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -95,8 +95,6 @@ class Ensemble:
             labels = label_matrix(labels, names)
         p = get_preset(config) if isinstance(config, str) else config
         if runs is not None or keep is not None:
-            from dataclasses import replace
-
             p = replace(p, runs=p.runs if runs is None else runs, keep=p.keep if keep is None else keep)
         rec = fit_runs(flux, labels, names, grid or Grid.default(), p, seed, ids, weights, checkpoint_dir,
                        callback, device, progress, fused)
