@@ -1,4 +1,5 @@
-"""The training loop of the CNN ensemble (paper Sect. 3.2 and 4), on arrays: the one training loop of the package.
+"""Training the CNN ensemble on arrays (paper Sect. 3.2 and 4): each run by `run.train_run`, or all runs
+together as one fused network by `fused_train.train_fused`.
 
 `fit_runs(flux, labels, ...)` trains `runs` networks that differ only in their seed (weight
 initialisation, batch order, dropout) on one fixed random train/test split and keeps the `keep`
