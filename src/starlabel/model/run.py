@@ -107,9 +107,6 @@ def fit_epoch(net: Network, opt: torch.optim.Optimizer, x: torch.Tensor, y: torc
     return total.item() / n
 
 
-
-
-
 @dataclass
 class TrainingData:
     """The fixed train/test split of an ensemble in network space, on the training device."""

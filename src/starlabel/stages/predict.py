@@ -81,7 +81,9 @@ def predict(model_dir, dataset_path, out, carry=(), chunk: int = 512, rows=None,
     ens = model_dir if isinstance(model_dir, Ensemble) else Ensemble.load(model_dir, device=device)
     ds = Dataset(dataset_path)
     ens.check_grid(ds.grid, source=str(ds.path))
-    carry = [c for c in carry if c and c != "CNAME"] + [c for c in ("MISSING_SETUP",) if c in ds.catalogue.colnames and c not in carry]  # noqa: E501
+    carry = [c for c in carry if c and c != "CNAME"]
+    if "MISSING_SETUP" in ds.catalogue.colnames and "MISSING_SETUP" not in carry:
+        carry.append("MISSING_SETUP")  # a star labelled from one setup says so
     missing = [c for c in ["CNAME", *carry] if c not in ds.catalogue.colnames]
     if missing:
         raise KeyError(f"{ds.path} catalogue has no column(s) {missing} to carry")
