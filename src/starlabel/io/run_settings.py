@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .atomic import atomic_path
+from .atomic import write_json
 
 
 def check_or_record(path, settings: dict, where, fallback=None) -> None:
@@ -19,8 +19,7 @@ def check_or_record(path, settings: dict, where, fallback=None) -> None:
     old = json.loads(path.read_text()) if path.exists() else (fallback() if fallback else None)
     new = json.loads(json.dumps(settings))
     if old is None:
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(new, indent=1))
+        write_json(path, new, indent=1)
         return
     diff = [f"{k} ({old.get(k)} there, {new.get(k)} now)" for k in sorted(new.keys() | old.keys())
             if old.get(k) != new.get(k)]

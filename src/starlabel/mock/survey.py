@@ -36,7 +36,7 @@ from astropy.table import Table
 
 from .. import __version__
 from ..grid import GIRAFFE_NATIVE, GIRAFFE_RESOLUTION
-from ..io.atomic import atomic_path
+from ..io.atomic import atomic_path, write_json
 from ..labels import SOLAR_GAS07
 from . import engine
 from .population import BENCHMARK_EPOCHS, benchmark_epochs, draw_population, mock_isochrone_ages, seismic_subset
@@ -394,8 +394,7 @@ def make_survey(out: str | Path, n_stars: int, seed: int = 0, workers: int = 2, 
                              "use another directory or overwrite=True (--overwrite)")
     spectra_dir = out / "spectra"
     spectra_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(manifest) as tmp:
-        tmp.write_text(json.dumps(settings, indent=1))
+    write_json(manifest, settings, indent=1)
     truth, cat = plan_survey(n_stars, seed)
     engine.line_data(), engine._voigt_table()  # load once; forked workers inherit them
     details = [""] * len(truth)

@@ -31,7 +31,7 @@ import torch
 
 from .. import __version__
 from ..grid import Grid
-from ..io.atomic import atomic_path
+from ..io.atomic import write_json
 from ..labels import LabelSet
 from . import checkpoint
 from .config import NetworkConfig
@@ -80,8 +80,7 @@ def write_bundle(out, *, labels: LabelSet, grid: Grid, network: NetworkConfig, w
     files = {}
 
     def _json(name, obj):
-        with atomic_path(out / name) as tmp:
-            tmp.write_text(json.dumps(obj, indent=1))
+        write_json(out / name, obj, indent=1)
         files[name] = checkpoint.sha256(out / name)
 
     for i, state in sorted(weights.items()):
@@ -99,8 +98,7 @@ def write_bundle(out, *, labels: LabelSet, grid: Grid, network: NetworkConfig, w
     if history is not None:
         _json("history.json", history)
     manifest |= {"versions": versions(), "files": files}
-    with atomic_path(out / "manifest.json") as tmp:
-        tmp.write_text(json.dumps(manifest, indent=1))
+    write_json(out / "manifest.json", manifest, indent=1)
     return out
 
 

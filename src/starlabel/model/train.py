@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..grid import Grid
-from ..io.atomic import atomic_path
+from ..io.atomic import write_json
 from ..labels import LabelSet
 from .config import NetworkConfig, Preset, TrainConfig
 from .run import NoiseAugment, RunResult, TrainingData, train_run
@@ -42,11 +42,6 @@ def pick_device(device=None) -> torch.device:
 
 def run_seed(seed: int, run: int) -> int:
     return int(np.random.SeedSequence([seed, run]).generate_state(1)[0])
-
-
-def _write_json(path: Path, obj) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=1))
 
 
 # ----------------------------------------------------------------------------- split
@@ -102,7 +97,7 @@ def data_hash(names, ids, y, flux) -> str:
 def _check_settings(path: Path, settings: dict, where) -> None:
     """Refuse to resume a training made with other data or settings, naming each difference."""
     if not path.exists():
-        _write_json(path, settings)
+        write_json(path, settings, indent=1)
         return
     old = json.loads(path.read_text())
     # settings added since that training started take their defaults (the old behaviour)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-from ..io.atomic import atomic_path
+from ..io.atomic import atomic_path, write_json
 from ..io.run_settings import check_or_record
 
 log = logging.getLogger(__name__)
@@ -232,8 +232,7 @@ def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | No
     timings["total"] = round(time.perf_counter() - t0, 1)
     settings = dict(asdict(p), n_stars=n_stars, runs=runs, keep=keep, seed=seed, preset=preset,
                     max_epochs=max_epochs)
-    with atomic_path(out / "demo.json") as tmp:
-        tmp.write_text(json.dumps({"settings": settings, "timings_s": timings}, indent=2))
+    write_json(out / "demo.json", {"settings": settings, "timings_s": timings}, indent=2)
     log.info(f"\n[demo] stage timings (s): {timings}")
     log.info(f"[demo] report: {path.resolve()}")
     return path

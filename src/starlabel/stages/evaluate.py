@@ -14,7 +14,6 @@ EVAL_DIR after `evaluate(...)`:
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -151,10 +150,9 @@ def evaluate(model_dir, sets_path, labels_path, out_dir, map_path=None, truth_pa
             note(F.calibration(res, out_dir / f"calibration_{reference}.png", f"test set against {reference}"),
                  f"Uncertainty calibration: (CNN − {reference}) / ensemble σ on the test set")
 
-    from ..io.atomic import atomic_path
+    from ..io.atomic import write_json
 
-    with atomic_path(out_dir / "index.json") as tmp:
-        tmp.write_text(json.dumps(index, indent=1, ensure_ascii=False))
+    write_json(out_dir / "index.json", index, indent=1, ensure_ascii=False)
     if len(metrics):
         log.info("%s", format_metrics(metrics))
     return index

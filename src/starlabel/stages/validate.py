@@ -13,11 +13,10 @@ others still run.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
-from ..io.atomic import atomic_path
+from ..io.atomic import write_json
 from ..validation import ANALYSES
 from ..validation.common import read_table
 
@@ -113,8 +112,7 @@ def validate(labels, catalogue, out_dir, truth=None, seismic=None, reference=Non
                                        turnoff or TurnOffBox()), [("ages table", ages)])
     if "observed" in analyses:
         run("observed", lambda: _observed(lab, cat, tru), [("truth table", truth)])
-    with atomic_path(out / "validate.json") as tmp:
-        tmp.write_text(json.dumps(results, indent=1, default=str, ensure_ascii=False))
+    write_json(out / "validate.json", results, indent=1, default=str, ensure_ascii=False)
     return results
 
 

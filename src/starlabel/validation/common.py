@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-from ..io.atomic import atomic_path
+from ..io.atomic import atomic_path, write_json
 from ..labels import add_relative_labels, float_column
 
 log = logging.getLogger(__name__)
@@ -152,8 +152,7 @@ def write(table: Table, path) -> Path:
         else:
             t.write(tmp, format="ascii.csv")
     if path.suffix.lower() == ".csv" and table.meta:
-        with atomic_path(path.with_suffix(".meta.json")) as tmp:
-            tmp.write_text(json.dumps(dict(table.meta), indent=1, default=str))
+        write_json(path.with_suffix(".meta.json"), dict(table.meta), indent=1, default=str)
     return path
 
 
