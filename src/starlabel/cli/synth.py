@@ -13,6 +13,9 @@ def add_parser(sub):
     s.add_argument("--n-stars", type=int, default=2000, help="number of stars (default 2000)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     s.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    s.add_argument("--engine", choices=["onelayer", "emulator"], default="onelayer",
+                   help="onelayer: the fast one-layer line formation (default); emulator: the shipped emulator of "
+                        "PySME + ATLAS9 spectra (see docs/pysme_grid.md for how many grid points it has seen)")
     s.add_argument("--overwrite", action="store_true", help="allow replacing a survey made with other settings")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=run)
@@ -33,7 +36,7 @@ def run(args):
     from ..mock.survey import make_survey
 
     summary = make_survey(args.out, args.n_stars, seed=args.seed, workers=args.workers,
-                          progress=not args.no_progress, overwrite=args.overwrite)
+                          progress=not args.no_progress, overwrite=args.overwrite, engine_name=args.engine)
     print(f"wrote {summary['stars']} stars ({summary['spectra']} spectra, {summary['pathological']} pathological) "
           f"to {summary['out']}: spectra/, catalogue.fits, truth.fits")
 

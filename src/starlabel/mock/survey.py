@@ -197,6 +197,15 @@ def _catalogue(truth: Table, rng, defects) -> Table:
 
 # ----------------------------------------------------------------------------- rendering
 
+def _emulated(*args, **kwargs):
+    from . import emulated  # torch is imported only when the emulator engine is asked for
+
+    return emulated.synthesize(*args, **kwargs)
+
+
+ENGINES = {"onelayer": engine.synthesize, "emulator": _emulated}
+
+
 def render_star(job: dict) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
     """{setup: (flux, error, defects)} for one star. Deterministic in job['seed']."""
     rng = np.random.default_rng(job["seed"])
@@ -205,7 +214,7 @@ def render_star(job: dict) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]
         if setup == job["missing"]:
             continue
         wave = native_wavelength(setup)
-        flux = engine.synthesize(wave, job["teff"], job["logg"], job["feh"],
+        flux = ENGINES[job.get("engine", "onelayer")](wave, job["teff"], job["logg"], job["feh"],
                                  {"Mg": job["mg_fe"], "Al": job["al_fe"], "Si": job["alpha_fe"],
                                   "Ca": job["alpha_fe"], "Ti": job["alpha_fe"]}, vsini=job["vsini"],
                                  resolution=GIRAFFE_RESOLUTION[setup], vrad=job["vrad"])
@@ -362,9 +371,9 @@ def _work(job: dict) -> tuple[int, str]:
     return job["index"], ";".join(found)
 
 
-def _jobs(truth: Table, seed: int, spectra_dir: Path):
+def _jobs(truth: Table, seed: int, spectra_dir: Path, engine_name: str = "onelayer"):
     for i, r in enumerate(truth):
-        yield {"index": i, "seed": [seed, 3, i], "dir": str(spectra_dir), "cname": str(r["CNAME"]),
+        yield {"index": i, "seed": [seed, 3, i], "dir": str(spectra_dir), "engine": engine_name, "cname": str(r["CNAME"]),
                "object": str(r["OBJECT"] or r["CNAME"]), "teff": float(r["TEFF"]), "logg": float(r["LOGG"]),
                "feh": float(r["FE_H"]), "mg_fe": float(r["MG_FE"]), "al_fe": float(r["AL_FE"]),
                "alpha_fe": float(r["ALPHA_FE"]),
@@ -374,8 +383,11 @@ def _jobs(truth: Table, seed: int, spectra_dir: Path):
 
 
 def make_survey(out: str | Path, n_stars: int, seed: int = 0, workers: int = 2, progress: bool = True,
-                overwrite: bool = False) -> dict:
+                overwrite: bool = False, engine_name: str = "onelayer") -> dict:
     """Write the mock survey into `out`; returns a summary dict.
+
+    `engine_name`: "onelayer" (`engine`, the fast one-layer line formation) or "emulator" (`emulated`:
+    the shipped emulator of PySME + ATLAS9 spectra, see docs/pysme_grid.md).
 
     Re-running with the same settings resumes (existing spectra are kept, as their content is
     fixed by the seed); different settings in a non-empty directory need `overwrite=True`.
@@ -385,20 +397,31 @@ def make_survey(out: str | Path, n_stars: int, seed: int = 0, workers: int = 2, 
     out = Path(out)
     if n_stars < 1:
         raise ValueError(f"n_stars must be >= 1, got {n_stars}")
-    settings = {"n_stars": int(n_stars), "seed": int(seed), "starlabel_version": __version__}
+    if engine_name not in ENGINES:
+        raise ValueError(f"unknown engine {engine_name!r}; choose one of {sorted(ENGINES)}")
+    settings = {"n_stars": int(n_stars), "seed": int(seed), "engine": engine_name, "starlabel_version": __version__}
     manifest = out / "synth.json"
     if manifest.exists() and not overwrite:
         old = json.loads(manifest.read_text())
-        if {k: old.get(k) for k in ("n_stars", "seed")} != {k: settings[k] for k in ("n_stars", "seed")}:
+        old.setdefault("engine", "onelayer")  # surveys written before the engine choice existed
+        if {k: old.get(k) for k in ("n_stars", "seed", "engine")} != {k: settings[k] for k in ("n_stars", "seed", "engine")}:
             raise ValueError(f"{out} already holds a mock survey made with {old}; "
                              "use another directory or overwrite=True (--overwrite)")
     spectra_dir = out / "spectra"
     spectra_dir.mkdir(parents=True, exist_ok=True)
+    engine.line_data(), engine._voigt_table()  # load once; forked workers inherit them
+    if engine_name == "emulator":
+        from . import emulated
+
+        prov = emulated.load().provenance
+        settings["emulator"] = {k: prov.get(k) for k in ("built", "grid_points", "report")}
     write_json(manifest, settings, indent=1)
     truth, cat = plan_survey(n_stars, seed)
-    engine.line_data(), engine._voigt_table()  # load once; forked workers inherit them
+    if engine_name == "emulator" and (n_out := emulated.outside_box(truth)):
+        log.warning("%d of %d stars lie outside the emulator's label box; their labels are clipped to it for "
+                    "the synthesis (the truth table keeps the drawn labels)", n_out, len(truth))
     details = [""] * len(truth)
-    jobs = _jobs(truth, seed, spectra_dir)
+    jobs = _jobs(truth, seed, spectra_dir, engine_name)
     bar = tqdm(total=len(truth), desc="synth survey", unit="star", disable=not progress)
     if workers > 1:
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()

@@ -1,0 +1,61 @@
+"""The emulator engine of the mock survey (`starlabel.mock.emulated`): engine.synthesize's contract."""
+
+import json
+
+import numpy as np
+import pytest
+
+from starlabel.mock import emulated, engine
+from starlabel.mock.emulator import emu_wavelength
+from starlabel.mock.survey import make_survey, native_wavelength
+
+SUN = dict(teff=5772.0, logg=4.44, feh=0.0, abundances={"Mg": 0.0, "Al": 0.0, "Si": 0.0, "Ca": 0.0, "Ti": 0.0})
+
+
+def test_unbroadened_rest_frame_flux_is_the_emulators_own():
+    emu = emulated.load()
+    wave = emu_wavelength("HR21")[100:-100]
+    ours = emulated.synthesize(wave, **SUN, vmic=1.0, vmac=0.0)
+    labels = emulated.label_vector(SUN["teff"], SUN["logg"], SUN["feh"], SUN["abundances"], 1.0)
+    theirs = emu.flux(labels)[0][emu.slices["HR21"]][100:-100]
+    assert np.allclose(ours, theirs, atol=1e-5)
+
+
+def test_doppler_shift_and_broadening_act_like_the_onelayer_engine():
+    wave = native_wavelength("HR21")
+    rest = emulated.synthesize(wave, **SUN, resolution=16200.0)
+    moved = emulated.synthesize(wave, **SUN, resolution=16200.0, vrad=100.0)
+    core = (wave > 8530) & (wave < 8560)  # Ca II 8542
+    expected = 8542.09 * (1 + 100.0 / engine.C_KMS)
+    assert abs(wave[core][np.argmin(moved[core])] - expected) < 0.1
+    assert abs(wave[core][np.argmin(rest[core])] - 8542.09) < 0.1
+    fast = emulated.synthesize(wave, **SUN, resolution=16200.0, vsini=40.0)
+    assert fast[core].min() > rest[core].min() + 0.05  # rotation fills the line core
+    assert np.isfinite(rest).all() and np.isfinite(moved).all()  # product edges beyond the window filled
+
+
+def test_outside_the_label_box_is_clipped_not_extrapolated():
+    wave = native_wavelength("HR10")
+    emu = emulated.load()
+    vmic = float(engine.microturbulence(emu.hi[0] + 2000, 4.0))
+    hot = emulated.synthesize(wave, emu.hi[0] + 2000, 4.0, 0.0, vmic=vmic, vmac=3.0)
+    edge = emulated.synthesize(wave, emu.hi[0], 4.0, 0.0, vmic=vmic, vmac=3.0)
+    window = (wave > 5342) & (wave < 5608)  # the one-layer edges follow the unclipped labels
+    assert np.allclose(hot[window], edge[window])
+
+
+def test_wavelengths_outside_every_window_are_refused():
+    with pytest.raises(ValueError, match="outside the emulator's windows"):
+        emulated.synthesize(np.linspace(6000, 6010, 50), **SUN)
+
+
+def test_survey_with_the_emulator_engine_records_it_and_refuses_another_engine(tmp_path):
+    out = tmp_path / "s"
+    summary = make_survey(out, 6, seed=3, workers=1, progress=False, engine_name="emulator")
+    manifest = json.loads((out / "synth.json").read_text())
+    assert manifest["engine"] == "emulator" and manifest["emulator"]["grid_points"] >= 1
+    assert len(list((out / "spectra").glob("*.fit"))) == summary["spectra"]
+    with pytest.raises(ValueError, match="already holds"):
+        make_survey(out, 6, seed=3, workers=1, progress=False, engine_name="onelayer")
+    with pytest.raises(ValueError, match="unknown engine"):
+        make_survey(tmp_path / "t", 6, engine_name="turbospectrum")
