@@ -25,6 +25,7 @@ from .engine import C_KMS, broaden, macroturbulence, microturbulence
 log = logging.getLogger(__name__)
 
 ALPHA = ("Si", "Ca", "Ti")
+PAD = 200  # pixels around the one-layer pieces
 EDGE = 1.0  # Å kept clear of each window edge, where the broadening kernel runs off the emulated flux
 
 
@@ -88,6 +89,12 @@ def synthesize(wave, teff: float, logg: float, feh: float, abundances: dict | No
         windows = ", ".join(f"{s} {lo:.0f}–{hi:.0f} Å" for s, (lo, hi, _) in EMU_GRID.items())
         raise ValueError(f"wavelengths {wave[0]:.1f}–{wave[-1]:.1f} Å (vrad {vrad:+.1f} km/s) are outside the "
                          f"emulator's windows ({windows})")
-    if rest_of.any():  # the product's edges beyond the emulator's window (outside the pipeline grid)
-        out[rest_of] = engine.synthesize(wave, teff, logg, feh, abundances, vsini, resolution, vrad, vmic, vmac)[rest_of]
+    # the product's edges beyond the emulator's window (outside the pipeline grid): one-layer flux,
+    # synthesised per contiguous piece with PAD pixels of padding (a piece may be one pixel wide, and the
+    # broadening kernel must fit inside what is synthesised)
+    for piece in np.split(np.flatnonzero(rest_of), np.flatnonzero(np.diff(np.flatnonzero(rest_of)) > 1) + 1):
+        if piece.size:
+            lo, hi = max(piece[0] - PAD, 0), min(piece[-1] + 1 + PAD, wave.size)
+            out[piece] = engine.synthesize(wave[lo:hi], teff, logg, feh, abundances, vsini, resolution, vrad,
+                                           vmic, vmac)[piece - lo]
     return out
