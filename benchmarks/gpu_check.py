@@ -86,8 +86,24 @@ def main(argv=None):
             each = ens.predict_each(x, fused=fused)
             sync()
             dt = time.perf_counter() - t
-            print(f"inference on {dev}, {'fused' if fused else 'per-network'}: {args.n_infer / dt:.0f} spectra/s "
-                  f"per model ({args.members} networks, {args.n_infer} spectra, incl. host-device copies)")
+            print(f"inference on {dev}, {'fused' if fused else 'per-network'}: {args.n_infer * args.members / dt:.0f} "
+                  f"spectra/s per model ({args.members} networks, {args.n_infer} spectra, incl. host-device copies)")
+        from starlabel.model import precision
+
+        for mixed in ("bf16", "fp16"):  # issue 15 §4: mixed precision only where labels stay within 1 K / 0.001 dex
+            err = precision.label_error(ens, x[:2000], mixed)
+            ens.precision = mixed
+            ens.predict_each(x[:4096])
+            sync()
+            t = time.perf_counter()
+            ens.predict_each(x)
+            sync()
+            dt = time.perf_counter() - t
+            ens.precision = "fp32"
+            print(f"{mixed} (fused): {args.n_infer * args.members / dt:.0f} spectra/s per model; max |Δ| vs fp32: "
+                  + ", ".join(f"{k} {e:.2g}" for k, e in err.items())
+                  + ("  (passes the gate)" if all(e <= precision.tolerance(k) for k, e in err.items()) else
+                     "  (fails the gate: predict would keep fp32)"))
         cpu = Ensemble.load(model, device="cpu")
         ref = cpu.predict_each(x[:2000])[0]
         diff = np.abs(each[0, :2000] - ref).max(0)

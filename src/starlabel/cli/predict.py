@@ -19,6 +19,10 @@ def add_parser(sub):
                    "(noise-propagated uncertainty) and E_<LABEL>_TOTAL; costs K more predictions")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise draws")
     p.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"], default="fp32",
+                   help="fp32 (default), or mixed precision where it keeps the labels of the first 256 spectra "
+                        "within 1 K / 0.001 dex of fp32 (else fp32 is used and a warning says why); auto tries "
+                        "bf16 then fp16 (GPU)")
     p.add_argument("--threads", type=int, help="CPU threads (default: the cores this process may use)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=run)
@@ -30,5 +34,5 @@ def run(args):
     carry = [c.strip() for c in args.carry.split(",") if c.strip()]
     path = predict(args.model, args.dataset, args.out, carry=carry, chunk=args.chunk, map_path=args.map,
                    compile=args.compile, noise_draws=args.noise_draws, seed=args.seed,
-                   device=args.device, threads=args.threads, progress=not args.no_progress)
+                   device=args.device, threads=args.threads, precision=args.precision, progress=not args.no_progress)
     print(f"wrote {path}")

@@ -74,6 +74,13 @@ class Ensemble:
         self.path = path
         self.record = record  # set by `fit`: what `save` writes besides the weights
         self.device = torch.device(device) if device is not None else next(networks[0].parameters()).device
+        self.precision = "fp32"  # or "bf16" / "fp16": see precision.choose, which measures it first
+
+    def inference(self):
+        """The context every forward pass runs in: inference mode, autocast to `self.precision`."""
+        from .precision import context
+
+        return context(self.device, self.precision)
 
     # ------------------------------------------------------------------ training
 
@@ -207,11 +214,11 @@ class Ensemble:
         starts = range(0, len(x), batch)
 
         def work(chunk):
-            with torch.inference_mode():
+            with self.inference():
                 for i in chunk:
                     xb = x[i : i + batch].to(self.device)
                     for m, net in enumerate(self.networks):
-                        out[m, i : i + batch] = net(xb).cpu().numpy()
+                        out[m, i : i + batch] = net(xb).float().cpu().numpy()
 
         if not cpu:
             work(starts)

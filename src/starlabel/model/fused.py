@@ -245,8 +245,8 @@ def predict_fused(ensemble, x: torch.Tensor, batch: int | None = None, threads: 
     starts = range(0, len(x), batch)
 
     def work(i):
-        with torch.inference_mode():
-            out[:, i : i + batch] = net(x[i : i + batch].to(device), conv_batch).cpu().numpy()
+        with ensemble.inference():
+            out[:, i : i + batch] = net(x[i : i + batch].to(device), conv_batch).float().cpu().numpy()
 
     if not cpu:
         for i in starts:
