@@ -430,12 +430,14 @@ def test_select_cut_options_show_help_and_defaults(capsys):
         assert text in out
 
 
-def test_a_refit_that_makes_a_run_worse_is_undone(tmp_path, monkeypatch, caplog):
+@pytest.mark.parametrize("fused", [False, True], ids=["one run at a time", "fused training"])
+def test_a_refit_that_makes_a_run_worse_is_undone(fused, tmp_path, monkeypatch, caplog):
     """Sabotage the ridge refit (output layer to zeros): the run keeps its pre-refit weights and says so."""
     import logging
 
     from toys import FAST
 
+    import starlabel.model.fused_train as ft
     import starlabel.model.run as mt
     from starlabel.model.bundle import Bundle
     from starlabel.stages.train import train
@@ -448,9 +450,11 @@ def test_a_refit_that_makes_a_run_worse_is_undone(tmp_path, monkeypatch, caplog)
         return [0.0]
 
     monkeypatch.setattr(mt, "refit_output_layer", bad_refit)
+    monkeypatch.setattr(ft, "refit_output_layer", bad_refit)
     sets = make_sets(tmp_path / "sets.h5", n=60)
     with caplog.at_level(logging.INFO, logger="starlabel"):
-        out = train(sets, tmp_path / "m", runs=1, keep=1, seed=2, **dict(FAST, refit_output=True, max_epochs=2))
+        out = train(sets, tmp_path / "m", runs=2 if fused else 1, keep=1, seed=2, fused=fused,
+                    **dict(FAST, refit_output=True, max_epochs=2))
     assert "refitting the output layer raised the test loss" in caplog.text
     run = Bundle(out).runs[0]
     assert "refit_alpha" not in run or run["refit_alpha"] is None

@@ -263,14 +263,18 @@ def _finish(st, best, snaps, net_cfg, cfg, x_tr, y_tr, x_te, y_te, w_tr, w_te, d
     if cfg.refit_output and np.isfinite(st["best_test"]):
         net = Network(net_cfg).to(device)
         net.load_state_dict(best)
-        st["refit_alpha"] = refit_output_layer(net, x_tr, y_tr, w_tr)
-        best.update({n: p.detach().clone() for n, p in net.named_parameters()})
+        alpha = refit_output_layer(net, x_tr, y_tr, w_tr)
         net.eval()
         with torch.inference_mode():
             pred = torch.cat([net(x_te[i : i + cfg.eval_batch_size]) for i in range(0, len(x_te), cfg.eval_batch_size)])
-        st["test_before_refit"] = st["best_test"]
-        st["best_test"] = loss_fn(pred, y_te, w_te).item()
-        snaps["best"] = pred.cpu()
+        refitted = loss_fn(pred, y_te, w_te).item()
+        if refitted <= st["best_test"]:  # as in train_run: a refit that raises the test loss is not kept
+            st["refit_alpha"], st["test_before_refit"], st["best_test"] = alpha, st["best_test"], refitted
+            best.update({n: p.detach().clone() for n, p in net.named_parameters()})
+            snaps["best"] = pred.cpu()
+        else:
+            log.info("run %d: refitting the output layer raised the test loss %.5f -> %.5f; keeping the weights "
+                     "before the refit", st["index"], st["best_test"], refitted)
     st["snapshots"] = sorted({int(k[6:]) for k in snaps if k.startswith("epoch_")} | {st["best_epoch"]})
     if "best" in snaps:
         snaps[f"epoch_{st['best_epoch']}"] = snaps.pop("best")
