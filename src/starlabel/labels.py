@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from astropy.table import Table
+
+if TYPE_CHECKING:  # annotations only: keeps `import starlabel.labels` (and `starlabel --help`) light
+    from astropy.table import Table
 
 # Grevesse, Asplund & Sauval (2007, Space Sci. Rev. 130, 105), log eps(X), H = 12.
 SOLAR_GAS07 = {

@@ -2,7 +2,7 @@
 
 
 def add_parser(sub):
-    from ..similarity import MapSettings
+    from ..similarity.settings import MapSettings
     from .options import default
 
     p = sub.add_parser("map", help="t-SNE similarity map: outliers and inner/outer observed sets",
@@ -32,7 +32,7 @@ def add_parser(sub):
 def run(args):
     from pathlib import Path
 
-    from ..similarity import MapSettings
+    from ..similarity.settings import MapSettings
     from ..stages.map import map as map_spectra
     from .options import settings as from_options
 

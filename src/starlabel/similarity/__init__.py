@@ -59,6 +59,16 @@ Placing new spectra without recomputing the map (beyond the paper)
     `TSNEEmbedding.transform` then optimises only the new points against the fixed map.
 """
 
-from .map import MapSettings, SimilarityMap
-
 __all__ = ["MapSettings", "SimilarityMap"]
+
+
+def __getattr__(name):  # PEP 562: `starlabel map --help` needs only the settings, not openTSNE/astropy
+    if name == "MapSettings":
+        from .settings import MapSettings
+
+        return MapSettings
+    if name == "SimilarityMap":
+        from .map import SimilarityMap
+
+        return SimilarityMap
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
