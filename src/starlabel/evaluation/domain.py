@@ -11,10 +11,10 @@ DOMAIN_CHI2 is the worst setup; DOMAIN_FLAG is set where DOMAIN_CHI2 > the thres
 model: labels outside the engine's range or non-finite, MODEL_FLAG says which; no usable pixel).
 
 σ_i: the dataset's error spectrum where it has one (an `/error` array beside `/flux`). `prepare`
-does not write one today, so otherwise σ is measured from the spectrum itself: the per-setup
-DER_SNR noise (`uncertainty.pixel_noise`, masked pixels left out; the same estimate `predict
---noise-draws` uses) times √(model flux / 1) — photon noise, as the mock survey draws it — with a
-floor of SIGMA_FLOOR (no normalised spectrum is better than 0.1 %).
+does not write one today, so otherwise σ is measured from the spectrum itself (`noise_model`): the
+per-setup DER_SNR noise (`uncertainty.pixel_noise`, masked pixels left out) of the residual
+flux − model, shaped like photon noise (∝ √model, as the mock survey draws it), with a floor of
+SIGMA_FLOOR (no normalised spectrum is better than 0.1 %).
 
 The threshold DEFAULT_THRESHOLD was chosen from the χ² of clean mock test spectra labelled by a
 mock-trained ensemble with the one-layer engine (docs/experiments.md, "Domain score").
@@ -42,12 +42,24 @@ SIGMA_FLOOR = 1e-3
 
 
 def noise_model(flux: np.ndarray, model: np.ndarray, mask: np.ndarray | None, slices: dict) -> np.ndarray:
-    """(N, P) per-pixel σ: per-setup DER_SNR noise × √(model flux), floored at SIGMA_FLOOR."""
-    der = pixel_noise(np.nan_to_num(flux, nan=1.0), list(slices.values()), mask)
-    sigma = np.empty(flux.shape, dtype=float)
+    """(N, P) per-pixel σ: DER_SNR noise of the residual flux − model per setup, shaped like photon
+    noise (∝ √model, normalised to the setup's median) and floored at SIGMA_FLOOR.
+
+    DER_SNR of the residual rather than of the flux: the second difference over ±2 pixels does not
+    cancel the lines of a 0.06-Å HR10 grid, so the flux's own DER_SNR overestimates σ at high S/N
+    (a mock HR10 spectrum at its true labels got χ² 0.3 instead of 1); a wrong model inflates the
+    residual's DER_SNR less than the lines inflate the flux's."""
+    model = np.asarray(model, float)
+    resid = np.asarray(flux, float) - model
+    bad = ~np.isfinite(resid)
+    if mask is not None:
+        bad |= np.asarray(mask) != 0
+    der = pixel_noise(np.where(bad, 0.0, resid), list(slices.values()), bad.astype(np.uint8))
+    sigma = np.empty(resid.shape, dtype=float)
     shape = np.sqrt(np.clip(np.nan_to_num(model, nan=1.0), 0.05, None))
     for j, s in enumerate(slices.values()):
-        sigma[:, s] = der[:, j : j + 1] * shape[:, s]
+        sh = shape[:, s]
+        sigma[:, s] = der[:, j : j + 1] * sh / np.median(sh, axis=1, keepdims=True)
     return np.maximum(sigma, SIGMA_FLOOR)
 
 
