@@ -169,3 +169,27 @@ def test_predict_model_spectra_columns_and_file(toy_bundle, tmp_path):
         cat = Table.read(f, path="catalogue")
         np.testing.assert_allclose(cat["TEFF"], t["TEFF_CNN"])
     assert not list(tmp_path.glob("*.tmp*"))
+
+
+@pytest.mark.slow
+def test_domain_figures(tmp_path):
+    """Observed vs model with the residual per setup, and the χ² histogram, from a model-spectra file."""
+    from starlabel.plots import common
+    from starlabel.plots.domain import write_domain_figures
+
+    rng = np.random.default_rng(1)
+    stars = Table({"TEFF": [5000.0, 4600.0, 6100.0], "LOGG": [3.2, 2.2, 4.1], "FE_H": [-0.3, 0.1, -1.0]})
+    m = ms.model_spectra(stars, GRID, "onelayer")
+    flux = (m.flux + rng.normal(0, 0.02, m.flux.shape)).astype("f4")
+    flux[2] += 0.1  # a continuum error: flagged
+    ds_path = tmp_path / "d.h5"
+    write_dataset(ds_path, GRID, flux, np.zeros(flux.shape, "u1"), Table({"CNAME": ["A", "B", "C"]}))
+    cols = domain.domain_check(ds_path, stars, np.arange(3), tmp_path / "m.h5", engine="onelayer")
+    assert list(cols["DOMAIN_FLAG"]) == [False, False, True]
+    common.DPI = 30
+    try:
+        figs = write_domain_figures(tmp_path / "m.h5", ds_path, tmp_path / "fig", cname="C")
+    finally:
+        common.DPI = 110
+    assert figs["spectrum"].name == "spectrum_C.png" and figs["histogram"].name == "domain_chi2.png"
+    assert all(p.stat().st_size > 1000 for p in figs.values())
