@@ -16,8 +16,12 @@ per-setup DER_SNR noise (`uncertainty.pixel_noise`, masked pixels left out) of t
 flux − model, shaped like photon noise (∝ √model, as the mock survey draws it), with a floor of
 SIGMA_FLOOR (no normalised spectrum is better than 0.1 %).
 
-The threshold DEFAULT_THRESHOLD was chosen from the χ² of clean mock test spectra labelled by a
-mock-trained ensemble with the one-layer engine (docs/experiments.md, "Domain score").
+The threshold DEFAULT_THRESHOLD = 5 was chosen on the mock survey (docs/experiments.md, "Domain score";
+`benchmarks/bench_domain.py`): with the one-layer engine, clean mock spectra at their true labels have
+χ² 1.1 (99th percentile 1.3–2.8); labelled by a quick-preset mock ensemble, 4.4 % of clean spectra exceed
+5, and those are the badly labelled ones (median |ΔTeff| 189 K against 35 K for all), while 88 % of the
+pathological spectra (emission, bad normalisation) do. A reduced χ² grows with S/N² for a fixed model
+error, so the flag is stricter at high S/N (27 % of clean mock spectra at S/N > 100 exceed 5).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from ..uncertainty import pixel_noise
 
 log = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLD = 3.0  # reduced χ²; see the module docstring and docs/experiments.md
+DEFAULT_THRESHOLD = 5.0  # reduced χ²; see the module docstring and docs/experiments.md
 SIGMA_FLOOR = 1e-3
 
 
