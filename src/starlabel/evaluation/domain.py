@@ -36,7 +36,7 @@ from astropy.table import Table
 
 from ..io.atomic import atomic_path
 from ..io.dataset import Dataset, stamp, write_table
-from ..mock.model_spectra import ModelSpectra, default_engine, model_spectra
+from ..mock.model_spectra import MODEL_BAD_LABELS, MODEL_OUT_OF_RANGE, ModelSpectra, default_engine, model_spectra
 from ..uncertainty import pixel_noise
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,8 @@ def domain_check(dataset, labels: Table, rows, out_h5, engine: str | None = None
             for i in range(0, len(rows), chunk):
                 r = rows[i : i + chunk]
                 flux, mask = ds.read(r, mask=True)
-                m: ModelSpectra = model_spectra(labels[i : i + chunk], ds.grid, engine, resolution, emulator)
+                m: ModelSpectra = model_spectra(labels[i : i + chunk], ds.grid, engine, resolution, emulator,
+                                                warn=False)
                 if has_error:
                     with h5py.File(ds.path, "r") as src:
                         sigma = np.asarray(src["error"][np.sort(r)], float)[np.argsort(np.argsort(r))]
@@ -190,6 +191,12 @@ def domain_check(dataset, labels: Table, rows, out_h5, engine: str | None = None
         h5.attrs["grid"] = ds.grid.to_json()
         h5.attrs["dataset"] = str(ds.path)
         stamp(h5)
+    none = (model_flag & (MODEL_BAD_LABELS | MODEL_OUT_OF_RANGE)) != 0
+    if none.any():
+        log.warning("%d of %d spectra get no model spectrum: %d with non-finite labels, %d with labels outside "
+                    "the %s engine's range (MODEL_FLAG)", none.sum(), len(rows),
+                    ((model_flag & MODEL_BAD_LABELS) != 0).sum(), ((model_flag & MODEL_OUT_OF_RANGE) != 0).sum(),
+                    engine)
     n_flag = int(cols["DOMAIN_FLAG"].sum())
     log.info("model spectra (%s engine) → %s; %d of %d spectra flagged (DOMAIN_CHI2 > %g or no model)",
              engine, out_h5, n_flag, len(rows), threshold)

@@ -194,11 +194,12 @@ def emulator_coverage(grid: Grid) -> dict[str, str]:
 
 
 def model_spectra(labels: Table, grid: Grid, engine: str = "onelayer", resolution: dict | None = None,
-                  emulator=None, chunk: int = 256) -> ModelSpectra:
+                  emulator=None, chunk: int = 256, warn: bool = True) -> ModelSpectra:
     """Model flux on `grid` for every row of `labels` (see the module docstring for columns and flags).
 
     `resolution`: {setup: R} overriding the setups' nominal resolving powers (e.g. a dataset's
-    prepare settings); `emulator`: an `Emulator` (default: `Emulator.load()`, the shipped one)."""
+    prepare settings); `emulator`: an `Emulator` (default: `Emulator.load()`, the shipped one);
+    `warn`: log how many stars got no model (a caller working in chunks says it once itself)."""
     if engine not in ENGINES:
         raise ValueError(f"unknown model-spectrum engine {engine!r}; choose one of {ENGINES}")
     lab, defaults = engine_labels(labels)
@@ -236,7 +237,7 @@ def model_spectra(labels: Table, grid: Grid, engine: str = "onelayer", resolutio
     if engine == "emulator" and len(emulator_coverage(grid)) < len(grid.setups):
         flag |= MODEL_NOT_COVERED
     todo = np.flatnonzero((flag & (MODEL_BAD_LABELS | MODEL_OUT_OF_RANGE)) == 0)
-    if (n - todo.size):
+    if warn and n - todo.size:
         log.warning("%d of %d stars get no model spectrum (labels non-finite or outside the %s engine's range)",
                     n - todo.size, n, engine)
     for i0 in range(0, todo.size, chunk):

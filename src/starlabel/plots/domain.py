@@ -1,5 +1,8 @@
 """Domain-score figures (`predict --model-spectra`): one star's spectrum against the model at its labels,
-and the DOMAIN_CHI2 distribution with the threshold."""
+and the DOMAIN_CHI2 distribution with the threshold.
+
+    python -m starlabel.plots.domain run/labels_model.h5 run/sets.h5 run/domain [--cname CNAME]
+"""
 
 from __future__ import annotations
 
@@ -109,3 +112,23 @@ def write_domain_figures(model_h5, dataset, out_dir, cname: str | None = None) -
                                     mask[0], f"{names[i]} against the {engine} model at {lab}", per_setup),
         "histogram": chi2_histogram(chi2, threshold, out_dir / "domain_chi2.png"),
     }
+
+
+def main(argv=None) -> int:
+    """python -m starlabel.plots.domain LABELS_model.h5 DATASET.h5 OUT_DIR [--cname CNAME]"""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m starlabel.plots.domain",
+                                description="figures of a `starlabel predict --model-spectra` output")
+    p.add_argument("model_h5", help="the <labels stem>_model.h5 file predict wrote")
+    p.add_argument("dataset", help="the dataset predict labelled")
+    p.add_argument("out_dir")
+    p.add_argument("--cname", help="the star to draw (default: the one with the median DOMAIN_CHI2)")
+    a = p.parse_args(argv)
+    for path in write_domain_figures(a.model_h5, a.dataset, a.out_dir, a.cname).values():
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
