@@ -62,14 +62,16 @@ def mock_part(run: Path, n: int, engines, tmp: Path) -> None:
     t = truth[index_of(cn[rows], np.asarray(truth["CNAME"]).astype(str))]
     path = np.asarray(t["PATHOLOGICAL"], bool)
     is_test = np.isin(rows, test)
+    t0 = time.perf_counter()
     pred = Table.read(predict(run / "model", ds.path, tmp / "labels.fits", rows=rows, progress=False))
+    t_predict = time.perf_counter() - t0
     names = [c[:-4] for c in pred.colnames if c.endswith("_CNN") and not c.startswith("E_")]
     by_pred = domain.label_table(pred, names, ds.catalogue[rows])
     by_truth = Table({k: np.asarray(t[k], float) for k in ("TEFF", "LOGG", "FE_H", "MG_FE", "AL_FE", "ALPHA_FE")})
     by_truth["VSINI"] = np.asarray(ds.catalogue["VSINI"], float)[rows]
     print(f"\n1. mock spectra ({run}): {rows.size} spectra, {is_test.sum()} model test stars, "
           f"{(~is_test).sum()} observed-set stars ({(path & ~is_test).sum()} pathological)")
-    print(f"   percentiles {PCT} of DOMAIN_CHI2")
+    print(f"   predict alone: {1e3 * t_predict / rows.size:.1f} ms per spectrum; percentiles {PCT} of DOMAIN_CHI2")
     for engine in engines:
         for what, lab in (("predicted labels", by_pred), ("true labels", by_truth)):
             t0 = time.perf_counter()
@@ -145,6 +147,16 @@ def ges_part(engines, tmp: Path) -> None:
             c = domain.domain_check(tmp / "ges.h5", lab, [0], tmp / "ges_m.h5", engine=engine)
             print(f"   σ from {sigma:14s} {engine:8s} CHI2_HR21 {c['CHI2_HR21'][0]:7.2f}  "
                   f"flagged {bool(c['DOMAIN_FLAG'][0])}")
+    # the same file through `prepare`, as a user would run it (normalised product, velclass VEL, R matching)
+    from starlabel.stages.prepare import PrepareSettings, prepare
+
+    cname = s2r.GES_FILE.split("_")[2]
+    prepare(Table({"CNAME": [cname], "VRAD": [np.nan]}), SHARED / "spectra" / "ges_giraffe", tmp / "ges_p.h5",
+            PrepareSettings(grid=grid), progress=False)
+    for engine in engines:
+        c = domain.domain_check(tmp / "ges_p.h5", lab, [0], tmp / "ges_m.h5", engine=engine)
+        print(f"   prepared, σ DER_SNR   {engine:8s} CHI2_HR21 {c['CHI2_HR21'][0]:7.2f}  "
+              f"flagged {bool(c['DOMAIN_FLAG'][0])}")
 
 
 def main() -> None:

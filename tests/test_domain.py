@@ -168,6 +168,8 @@ def test_predict_model_spectra_columns_and_file(toy_bundle, tmp_path):
         assert "MG_FE" in json.loads(f.attrs["label_defaults"])
         cat = Table.read(f, path="catalogue")
         np.testing.assert_allclose(cat["TEFF"], t["TEFF_CNN"])
+        np.testing.assert_allclose(cat["FE_H"], t["FE_H_CNN"])
+        assert {"MG_FE", "ALPHA_FE", "VMIC", "VSINI"} <= set(cat.colnames)
     assert not list(tmp_path.glob("*.tmp*"))
 
 

@@ -36,7 +36,7 @@ from astropy.table import Table
 
 from ..io.atomic import atomic_path
 from ..io.dataset import Dataset, stamp, write_table
-from ..mock.model_spectra import MODEL_BAD_LABELS, MODEL_OUT_OF_RANGE, ModelSpectra, default_engine, model_spectra
+from ..mock.model_spectra import COLUMNS, MODEL_BAD_LABELS, MODEL_OUT_OF_RANGE, ModelSpectra, default_engine, model_spectra
 from ..uncertainty import pixel_noise
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ def domain_check(dataset, labels: Table, rows, out_h5, engine: str | None = None
         cat = Table()
         cat["CNAME"] = np.asarray(ds.catalogue["CNAME"]).astype(str)[rows]
         for c in (used.colnames if used is not None else []):
-            cat[c.upper()] = used[c]
+            cat[COLUMNS.get(c, c.upper())] = used[c]
         for c in cols.colnames:
             cat[c] = cols[c]
         write_table(h5, "catalogue", cat)

@@ -42,6 +42,9 @@ MODEL_NOT_COVERED = 4  # some grid pixels lie outside the engine's wavelength co
 MODEL_FAILED = 8  # the engine raised for this star (logged)
 
 REQUIRED = {"teff": ("TEFF",), "logg": ("LOGG",), "feh": ("FE_H", "FEH")}
+# engine label → table column (the bundle's / Gaia-ESO names)
+COLUMNS = {"teff": "TEFF", "logg": "LOGG", "feh": "FE_H", "mg_fe": "MG_FE", "al_fe": "AL_FE",
+           "alpha_fe": "ALPHA_FE", "vmic": "VMIC", "vsini": "VSINI"}
 DEFAULT_VSINI = 2.5  # km/s, the mock population's median v sin i
 EMULATOR_MIN_POINTS = 1000  # grid points below which the emulator is a demonstration, not the default
 MARGIN = 3.0  # Å synthesised beyond each setup edge (≫ the broadening kernel) and then cut
