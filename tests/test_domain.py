@@ -195,3 +195,23 @@ def test_domain_figures(tmp_path):
         common.DPI = 110
     assert figs["spectrum"].name == "spectrum_C.png" and figs["histogram"].name == "domain_chi2.png"
     assert all(p.stat().st_size > 1000 for p in figs.values())
+
+
+def test_emulator_engine_broadens_like_sim_to_real_and_flags_what_it_cannot_cover():
+    """The emulator path (LSF from lsf.degrade, then v_mac and v sin i) agrees with the broadening of
+    `sim_to_real.model_on_grid`; a setup outside its native grids is NaN with MODEL_NOT_COVERED."""
+    from starlabel.mock import sim_to_real as s2r
+    from starlabel.mock.emulator import Emulator
+
+    emu = Emulator.load()
+    sun = Table({"TEFF": [5772.0], "LOGG": [4.44], "FE_H": [0.0], "VSINI": [s2r.SUN_VSINI]})
+    m = ms.model_spectra(sun, GRID, "emulator", emulator=emu)
+    ref = s2r.model_on_grid(emu.spectrum(s2r.sun_labels()), GRID)
+    assert m.flag[0] == 0 and m.provenance["emulator"]["grid_points"] == emu.provenance["grid_points"]
+    for name, sl in GRID.slices().items():
+        d = np.abs(m.flux[0][sl] - ref[name])
+        assert np.isfinite(m.flux[0][sl]).all() and np.median(d) < 5e-4 and np.max(d) < 0.015
+    toy = Grid.from_spec("HR10,TOYX:6000:6010:0.1")
+    m = ms.model_spectra(sun, toy, "emulator", emulator=emu)
+    assert m.flag[0] == ms.MODEL_NOT_COVERED
+    assert np.isfinite(m.flux[0][toy.slices()["HR10"]]).all() and np.isnan(m.flux[0][toy.slices()["TOYX"]]).all()

@@ -201,6 +201,8 @@ def domain_check(dataset, labels: Table, rows, out_h5, engine: str | None = None
     log.info("model spectra (%s engine) → %s; %d of %d spectra flagged (DOMAIN_CHI2 > %g or no model)",
              engine, out_h5, n_flag, len(rows), threshold)
     cols.meta["MSENGINE"] = engine
+    if engine == "emulator":  # how much the emulator can be trusted: its training grid (FITS header)
+        cols.meta["MSGRIDPT"] = int(info.get("provenance", {}).get("emulator", {}).get("grid_points") or 0)
     return cols
 
 

@@ -137,7 +137,7 @@ def predict(model_dir, dataset_path, out, carry=(), chunk: int = 512, rows=None,
                                    chunk=chunk, progress=progress)
         for c in cols.colnames:
             table[c] = cols[c]
-        table.meta["MSENGINE"] = cols.meta["MSENGINE"]
+        table.meta.update(cols.meta)  # MSENGINE (and MSGRIDPT: the emulator's grid points)
     table.meta["MODEL"] = str(ens.path)[-68:]
     table.meta["DATASET"] = str(ds.path)[-68:]
     out_path = out
