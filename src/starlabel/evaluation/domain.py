@@ -36,7 +36,8 @@ from astropy.table import Table
 
 from ..io.atomic import atomic_path
 from ..io.dataset import Dataset, stamp, write_table
-from ..mock.model_spectra import COLUMNS, MODEL_BAD_LABELS, MODEL_OUT_OF_RANGE, ModelSpectra, default_engine, model_spectra
+from ..mock.model_spectra import (COLUMNS, MODEL_BAD_LABELS, MODEL_OUT_OF_RANGE, ModelSpectra, default_engine,
+                                  model_spectra, setup_warnings)
 from ..uncertainty import pixel_noise
 
 log = logging.getLogger(__name__)
@@ -191,6 +192,8 @@ def domain_check(dataset, labels: Table, rows, out_h5, engine: str | None = None
         h5.attrs["grid"] = ds.grid.to_json()
         h5.attrs["dataset"] = str(ds.path)
         stamp(h5)
+    for w in setup_warnings(info.get("provenance", {}), ds.grid):
+        log.warning(w)
     none = (model_flag & (MODEL_BAD_LABELS | MODEL_OUT_OF_RANGE)) != 0
     if none.any():
         log.warning("%d of %d spectra get no model spectrum: %d with non-finite labels, %d with labels outside "

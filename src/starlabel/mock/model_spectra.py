@@ -109,7 +109,7 @@ def engine_labels(table: Table) -> tuple[Table, dict]:
     n = len(table)
     defaults = {}
 
-    def optional(key, col, fallback, why):
+    def optional(col, fallback, why):
         v = _column(table, (col,))
         if v is None:
             defaults[col] = why
@@ -120,12 +120,12 @@ def engine_labels(table: Table) -> tuple[Table, dict]:
             v = np.where(bad, fallback, v)
         return v
 
-    out["mg_fe"] = optional("mg_fe", "MG_FE", 0.0, "0 (solar-scaled)")
-    out["al_fe"] = optional("al_fe", "AL_FE", 0.0, "0 (solar-scaled)")
-    out["alpha_fe"] = optional("alpha_fe", "ALPHA_FE", 0.8 * out["mg_fe"], "0.8 MG_FE (the mock population)")
-    out["vmic"] = optional("vmic", "VMIC", microturbulence(np.nan_to_num(out["teff"]), np.nan_to_num(out["logg"])),
+    out["mg_fe"] = optional("MG_FE", 0.0, "0 (solar-scaled)")
+    out["al_fe"] = optional("AL_FE", 0.0, "0 (solar-scaled)")
+    out["alpha_fe"] = optional("ALPHA_FE", 0.8 * out["mg_fe"], "0.8 MG_FE (the mock population)")
+    out["vmic"] = optional("VMIC", microturbulence(np.nan_to_num(out["teff"]), np.nan_to_num(out["logg"])),
                            "engine.microturbulence(TEFF, LOGG)")
-    out["vsini"] = optional("vsini", "VSINI", DEFAULT_VSINI, f"{DEFAULT_VSINI} km/s (mock population median)")
+    out["vsini"] = optional("VSINI", DEFAULT_VSINI, f"{DEFAULT_VSINI} km/s (mock population median)")
     return out, defaults
 
 
@@ -144,9 +144,18 @@ def _resolutions(grid: Grid, resolution: dict | None) -> dict[str, float | None]
     out = {}
     for s in grid.setups:
         r = (resolution or {}).get(s.name) or setup_resolution(s.name)
-        if not r:
-            log.warning("setup %s has no resolving power: its model spectra are not instrument-broadened", s.name)
         out[s.name] = float(r) if r else None
+    return out
+
+
+def setup_warnings(provenance: dict, grid: Grid) -> list[str]:
+    """What a `model_spectra` result cannot model on this grid (from its provenance), as sentences."""
+    out = [f"setup {s} has no resolving power: its model spectra are not instrument-broadened"
+           for s, r in provenance.get("resolution", {}).items() if not r]
+    cover = provenance.get("emulator_covers")
+    if cover is not None and len(cover) < len(grid.setups):
+        out.append(f"the emulator covers only {sorted(cover) or 'none'} of this grid's setups {grid.names}: "
+                   "the others get NaN models")
     return out
 
 
@@ -209,15 +218,12 @@ def model_spectra(labels: Table, grid: Grid, engine: str = "onelayer", resolutio
     res = _resolutions(grid, resolution)
     provenance: dict = {"engine": engine, "resolution": res}
     if engine == "emulator":
-        from .emulator import LABELS, Emulator
+        from .emulator import LABELS, Emulator, emu_wavelength
 
         emulator = emulator or Emulator.load()
         provenance["emulator"] = emulator.provenance
         cover = emulator_coverage(grid)
         provenance["emulator_covers"] = cover
-        if len(cover) < len(grid.setups):
-            log.warning("the emulator covers only %s of this grid's setups %s: the others get NaN models",
-                        sorted(cover) or "none", grid.names)
     else:
         from .engine import LOG_K
 
@@ -237,27 +243,26 @@ def model_spectra(labels: Table, grid: Grid, engine: str = "onelayer", resolutio
         v = np.asarray(lab[k], float)
         inside &= ~(np.isfinite(v) & ((v < lo) | (v > hi)))
     flag[~inside] |= MODEL_OUT_OF_RANGE
-    if engine == "emulator" and len(emulator_coverage(grid)) < len(grid.setups):
+    if engine == "emulator" and len(cover) < len(grid.setups):
         flag |= MODEL_NOT_COVERED
     todo = np.flatnonzero((flag & (MODEL_BAD_LABELS | MODEL_OUT_OF_RANGE)) == 0)
-    if warn and n - todo.size:
-        log.warning("%d of %d stars get no model spectrum (labels non-finite or outside the %s engine's range)",
-                    n - todo.size, n, engine)
+    if warn:
+        for w in setup_warnings(provenance, grid):
+            log.warning(w)
+        if n - todo.size:
+            log.warning("%d of %d stars get no model spectrum (labels non-finite or outside the %s engine's range)",
+                        n - todo.size, n, engine)
     for i0 in range(0, todo.size, chunk):
         rows = todo[i0 : i0 + chunk]
         if engine == "emulator":
-            from .emulator import EMU_GRID, emu_wavelength
-
             raw = emulator.flux(values[rows][:, : len(LABELS)])
-            cover = emulator_coverage(grid)
         for j, i in enumerate(rows):
             star = dict(zip(cols, values[i]))
             try:
                 if engine == "onelayer":
                     flux[i] = _onelayer_star(star, grid, res)
                 else:
-                    native = {s: (emu_wavelength(e), raw[j][emulator.slices[e]]) for s, e in cover.items()
-                              if e in EMU_GRID}
+                    native = {s: (emu_wavelength(e), raw[j][emulator.slices[e]]) for s, e in cover.items()}
                     flux[i] = _emulator_star(native, star, grid, res)
             except Exception as e:  # one bad star never stops the batch
                 log.warning("row %d: %s engine failed (%s); model left NaN", i, engine, e)
