@@ -184,17 +184,25 @@ def test_domain_figures(tmp_path):
     m = ms.model_spectra(stars, GRID, "onelayer")
     flux = (m.flux + rng.normal(0, 0.02, m.flux.shape)).astype("f4")
     flux[2] += 0.1  # a continuum error: flagged
-    ds_path = tmp_path / "d.h5"
+    ds_path = tmp_path / "sets.h5"
     write_dataset(ds_path, GRID, flux, np.zeros(flux.shape, "u1"), Table({"CNAME": ["A", "B", "C"]}))
-    cols = domain.domain_check(ds_path, stars, np.arange(3), tmp_path / "m.h5", engine="onelayer")
+    model_h5 = tmp_path / "labels_model.h5"  # where predict --out RUN/labels.fits --model-spectra puts it
+    cols = domain.domain_check(ds_path, stars, np.arange(3), model_h5, engine="onelayer")
     assert list(cols["DOMAIN_FLAG"]) == [False, False, True]
     common.DPI = 30
     try:
-        figs = write_domain_figures(tmp_path / "m.h5", ds_path, tmp_path / "fig", cname="C")
+        figs = write_domain_figures(model_h5, ds_path, tmp_path / "fig", cname="C")
+        # the report embeds the histogram, the median star and the worst flagged star
+        from starlabel.stages.report import render
+
+        page = render(tmp_path)
     finally:
         common.DPI = 110
     assert figs["spectrum"].name == "spectrum_C.png" and figs["histogram"].name == "domain_chi2.png"
     assert all(p.stat().st_size > 1000 for p in figs.values())
+    section = page[page.index('<section id="domain">'):page.index('<section id="validation">')]
+    assert section.count("data:image/png;base64,") == 3 and "1 of 3 spectra flagged" in section
+    assert "The worst flagged star, C" in section
 
 
 def test_emulator_engine_broadens_like_sim_to_real_and_flags_what_it_cannot_cover():
