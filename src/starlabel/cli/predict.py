@@ -18,6 +18,15 @@ def add_parser(sub):
                    help="also label K noisy copies of each spectrum per network: adds E_<LABEL>_NOISE "
                    "(noise-propagated uncertainty) and E_<LABEL>_TOTAL; costs K more predictions")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise draws")
+    p.add_argument("--model-spectra", nargs="?", const="auto", choices=("auto", "onelayer", "emulator"),
+                   metavar="ENGINE",
+                   help="also write the model spectrum at each star's predicted labels (OUT stem + _model.h5) and "
+                        "add CHI2_<SETUP>, DOMAIN_CHI2, DOMAIN_FLAG, MODEL_FLAG: does the spectrum look like its "
+                        "labels? ENGINE: onelayer (the mock survey's engine), emulator (PySME) or auto (default: "
+                        "onelayer until the shipped emulator is trained on >= 1000 grid points)")
+    p.add_argument("--domain-threshold", type=float, metavar="CHI2",
+                   help="reduced chi2 above which DOMAIN_FLAG is set (default: starlabel.evaluation.domain."
+                        "DEFAULT_THRESHOLD, chosen on mock spectra; docs/experiments.md)")
     p.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"], default="fp32",
                    help="fp32 (default), or mixed precision where it keeps the labels of the first 256 spectra "
@@ -34,5 +43,7 @@ def run(args):
     carry = [c.strip() for c in args.carry.split(",") if c.strip()]
     path = predict(args.model, args.dataset, args.out, carry=carry, chunk=args.chunk, map_path=args.map,
                    compile=args.compile, noise_draws=args.noise_draws, seed=args.seed,
-                   device=args.device, threads=args.threads, precision=args.precision, progress=not args.no_progress)
+                   device=args.device, threads=args.threads, precision=args.precision,
+                   progress=not args.no_progress, model_spectra=args.model_spectra,
+                   domain_threshold=args.domain_threshold)
     print(f"wrote {path}")

@@ -8,6 +8,9 @@ Spectra with non-finite flux get NaN labels and a warning naming them.
 With a similarity map (`map_path`), INNER and OUTLIER columns say whether each spectrum lies
 near the training set and whether it is unlike any other: spectra that are on the map take
 its flags, new ones are placed onto it (`SimilarityMap.flag`) without recomputing the map.
+With `model_spectra` (an engine name, or "auto"), the model spectrum at each star's predicted labels
+goes to <out stem>_model.h5 and CHI2_<SETUP>, DOMAIN_CHI2, DOMAIN_FLAG and MODEL_FLAG columns say
+whether the spectrum looks like its labels (`evaluation.domain`).
 """
 
 from __future__ import annotations
@@ -67,7 +70,8 @@ def _locked(stage):
 @_locked
 def predict(model_dir, dataset_path, out, carry=(), chunk: int = 512, rows=None,
             progress: bool = True, map_path=None, compile: bool = False, noise_draws: int = 0, seed: int = 0,
-            device=None, threads: int | None = None, precision: str = "fp32"):
+            device=None, threads: int | None = None, precision: str = "fp32", model_spectra: str | None = None,
+            domain_threshold: float | None = None):
     """Write the labels of `dataset_path` (optionally only `rows`) to the FITS table `out`.
 
     Returns the path. Memory stays bounded by `chunk` spectra at a time. `compile` runs the
@@ -77,7 +81,9 @@ def predict(model_dir, dataset_path, out, carry=(), chunk: int = 512, rows=None,
     the draws are seeded by `seed` and each chunk's first row: the same command gives the same numbers.
     `device`: torch device (default CUDA when present); `threads`: CPU worker threads (default: the
     usable cores). `precision`: fp32, or bf16 / fp16 / auto — mixed precision only where it keeps the
-    labels of the first ≤ 256 spectra within 1 K / 0.001 dex of fp32 (`model.precision.choose`)."""
+    labels of the first ≤ 256 spectra within 1 K / 0.001 dex of fp32 (`model.precision.choose`).
+    `model_spectra`: "onelayer", "emulator" or "auto" (`mock.model_spectra.default_engine`)
+    adds the domain score (`evaluation.domain.domain_check`; `domain_threshold`: its reduced-χ² limit)."""
     if noise_draws < 0:
         raise ValueError(f"noise_draws must be 0 or more, got {noise_draws}")
     ens = model_dir if isinstance(model_dir, Ensemble) else Ensemble.load(model_dir, device=device)
@@ -128,6 +134,16 @@ def predict(model_dir, dataset_path, out, carry=(), chunk: int = 512, rows=None,
     if map_path is not None:
         flags = map_flags(map_path, cnames[rows], lambda pos: np.nan_to_num(ds.read(rows[pos]), nan=1.0), chunk)
         table["INNER"], table["OUTLIER"] = flags["INNER"], flags["OUTLIER"]
+    if model_spectra:
+        from ..evaluation import domain
+
+        labels_in = domain.label_table(labels, names, ds.catalogue[rows])
+        cols = domain.domain_check(ds, labels_in, rows, domain.model_spectra_path(out), engine=model_spectra,
+                                   threshold=domain.DEFAULT_THRESHOLD if domain_threshold is None else domain_threshold,
+                                   chunk=chunk, progress=progress)
+        for c in cols.colnames:
+            table[c] = cols[c]
+        table.meta.update(cols.meta)  # MSENGINE (and MSGRIDPT: the emulator's grid points)
     table.meta["MODEL"] = str(ens.path)[-68:]
     table.meta["PRECISN"] = ens.precision
     table.meta["DATASET"] = str(ds.path)[-68:]

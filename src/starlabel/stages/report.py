@@ -16,6 +16,7 @@ and the page says which ones are missing and which command makes them):
       outliers/*.png             optional single-spectrum thumbnails, shown as a grid
       model/                     `starlabel train` (manifest.json, history.json, ...)
       labels.fits                `starlabel predict`
+      labels_model.h5            `starlabel predict --model-spectra` (domain score; figures drawn by the report)
       explain/                   `starlabel explain` (explain.h5, lines.csv, gradients.png,
                                  correlation/ with correlation.csv, gradients_correlated.png)
       eval/                      `starlabel evaluate` (index.json, *.csv, *.png)
@@ -49,7 +50,8 @@ details{margin:.5em 0}nav a{margin-right:1em}
 
 SECTIONS = (("summary", "Summary"), ("accuracy", "Accuracy and uncertainties"),
             ("figures", "Diagnostic figures"), ("map", "Similarity map and outliers"),
-            ("gradients", "Gradient sensitivity maps"), ("validation", "Science validation (Sect. 5)"),
+            ("gradients", "Gradient sensitivity maps"), ("domain", "Domain score: spectra against their model"),
+            ("validation", "Science validation (Sect. 5)"),
             ("provenance", "Run settings and provenance"))
 COLLAPSED = ("provenance",)  # shown as a closed <details> at the end
 
@@ -314,9 +316,15 @@ def section_summary(run: Path) -> str:
     return build(run, figure)
 
 
+def section_domain(run: Path) -> str:
+    from .report_domain import section_domain as build
+
+    return build(run, figure, missing)
+
+
 BUILDERS = {"summary": section_summary, "provenance": section_provenance, "accuracy": section_accuracy,
             "figures": section_figures, "map": section_map, "gradients": section_gradients,
-            "validation": section_validation}
+            "validation": section_validation, "domain": section_domain}
 
 
 def render(run_dir) -> str:
