@@ -22,8 +22,8 @@ def add_parser(sub):
                    metavar="ENGINE",
                    help="also write the model spectrum at each star's predicted labels (OUT stem + _model.h5) and "
                         "add CHI2_<SETUP>, DOMAIN_CHI2, DOMAIN_FLAG, MODEL_FLAG: does the spectrum look like its "
-                        "labels? ENGINE: onelayer (the mock survey's engine), emulator (PySME) or auto (default: "
-                        "onelayer until the shipped emulator is trained on >= 1000 grid points)")
+                        "labels? ENGINE: emulator (PySME; the mock survey's default engine), onelayer (for ensembles "
+                        "trained on a one-layer mock) or auto (default: the emulator when one loads)")
     p.add_argument("--domain-threshold", type=float, metavar="CHI2",
                    help="reduced chi2 above which DOMAIN_FLAG is set (default: starlabel.evaluation.domain."
                         "DEFAULT_THRESHOLD, chosen on mock spectra; docs/experiments.md)")

@@ -13,9 +13,9 @@ def add_parser(sub):
     s.add_argument("--n-stars", type=int, default=2000, help="number of stars (default 2000)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     s.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-    s.add_argument("--engine", choices=["onelayer", "emulator"], default="onelayer",
-                   help="onelayer: the fast one-layer line formation (default); emulator: the shipped emulator of "
-                        "PySME + ATLAS9 spectra (see docs/pysme_grid.md for how many grid points it has seen)")
+    s.add_argument("--engine", choices=["emulator", "onelayer"], default="emulator",
+                   help="emulator (default): the shipped emulator of PySME + ATLAS9 spectra (docs/pysme_grid.md); "
+                        "onelayer: the one-layer line formation of the first mock surveys")
     s.add_argument("--overwrite", action="store_true", help="allow replacing a survey made with other settings")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=run)

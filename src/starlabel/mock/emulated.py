@@ -58,6 +58,13 @@ def outside_box(truth, emulator: str | None = None) -> int:
     return int(np.sum(np.any((x < emu.lo) | (x > emu.hi), axis=1)))
 
 
+def observe(wave_in, flux_in, wave, resolution: float | None, vmac: float, vsini: float) -> np.ndarray:
+    """Unbroadened flux (on the uniform `wave_in`) as GIRAFFE sees it on `wave`: instrument R ⊗ v_mac ⊗
+    v sin i with the one-layer engine's kernel (`engine.broaden`), then flux-conserving rebinning. The
+    mock survey and `predict --model-spectra` both observe emulated spectra through this function."""
+    return resample(wave_in, broaden(np.asarray(flux_in, float), wave_in, resolution, vmac, vsini), wave)[0]
+
+
 def synthesize(wave, teff: float, logg: float, feh: float, abundances: dict | None = None,
                vsini: float = 0.0, resolution: float | None = None, vrad: float = 0.0,
                vmic: float | None = None, vmac: float | None = None, emulator: str | None = None) -> np.ndarray:
@@ -82,8 +89,7 @@ def synthesize(wave, teff: float, logg: float, feh: float, abundances: dict | No
         lo, hi = rest[0] * shift + EDGE, rest[-1] * shift - EDGE
         inside_window = (wave >= lo) & (wave <= hi)
         if inside_window.sum() > 1:
-            observed = broaden(flux[sl].astype(float), rest * shift, resolution, vmac, vsini)
-            out[inside_window] = resample(rest * shift, observed, wave[inside_window])[0]
+            out[inside_window] = observe(rest * shift, flux[sl], wave[inside_window], resolution, vmac, vsini)
     rest_of = ~np.isfinite(out)
     if rest_of.all():
         windows = ", ".join(f"{s} {lo:.0f}–{hi:.0f} Å" for s, (lo, hi, _) in EMU_GRID.items())

@@ -7,9 +7,9 @@ table of labels (the bundle's names: TEFF, LOGG, FE_H, MG_FE, AL_FE, …), with 
   conventions (`survey.render_star`): microturbulence and macroturbulence from (Teff, log g),
   [Si/Fe] = [Ca/Fe] = [Ti/Fe] = [α/Fe], instrument R per setup, the star's v sin i. Each setup is
   synthesised on its grid pixels plus a margin (so the broadening has no edge effect), then cut.
-* ``emulator`` — `emulator.Emulator` (PySME): unbroadened flux on its native setup grids, degraded to
-  the setup's R with `lsf.degrade`, then macroturbulence and v sin i (`engine.broaden`, as
-  `sim_to_real.model_on_grid`), then rebinned onto the grid with `grid.resample`. It covers only
+* ``emulator`` — `emulator.Emulator` (PySME): unbroadened flux on its native setup grids, observed
+  exactly as the mock survey's emulator engine does (`emulated.observe`: the setup's R ⊗ v_mac ⊗
+  v sin i with `engine.broaden`, then `grid.resample`). It covers only
   what its native grids cover (GIRAFFE HR10 and HR21); other pixels are NaN.
 
 Labels the table lacks: TEFF, LOGG and FE_H (or FEH) are required (a clear KeyError names the
@@ -46,20 +46,17 @@ REQUIRED = {"teff": ("TEFF",), "logg": ("LOGG",), "feh": ("FE_H", "FEH")}
 COLUMNS = {"teff": "TEFF", "logg": "LOGG", "feh": "FE_H", "mg_fe": "MG_FE", "al_fe": "AL_FE",
            "alpha_fe": "ALPHA_FE", "vmic": "VMIC", "vsini": "VSINI"}
 DEFAULT_VSINI = 2.5  # km/s, the mock population's median v sin i
-EMULATOR_MIN_POINTS = 1000  # grid points below which the emulator is a demonstration, not the default
 MARGIN = 3.0  # Å synthesised beyond each setup edge (≫ the broadening kernel) and then cut
 
 
 def default_engine(emulator=None) -> str:
-    """The engine `predict --model-spectra` uses when none is named.
+    """The engine `predict --model-spectra` uses when none is named: the emulator when one loads.
 
     The emulator is the better physics (PySME, depth-dependent atmospheres; it halves the flux gap to
-    the real Sun, README "Sim-to-real") but only once it is trained on enough of the label space: the
-    shipped one was trained on 15 PySME grid points (issue 11), and between so few points it
-    interpolates poorly (cross-validated error 0.015–0.057 at the paper's Mg/Al lines). Until its
-    provenance says ≥ EMULATOR_MIN_POINTS (1 000) grid points, the one-layer engine — the one the
-    mock survey and thus every mock-trained ensemble were made with — is the default. The rule reads
-    the provenance, so retraining the emulator on a bigger grid switches the default by itself.
+    the real Sun, README "Sim-to-real") and it renders the mock survey by default, so a mock-trained
+    ensemble is judged against the physics it learnt. Name `onelayer` for ensembles trained on a
+    one-layer mock (`synth survey --engine onelayer`, or surveys made before 2026-11-30 20:30 UTC).
+    Without an emulator file the one-layer engine always works.
     """
     from .emulator import Emulator
 
@@ -68,8 +65,7 @@ def default_engine(emulator=None) -> str:
     except Exception as e:  # no shipped emulator: the one-layer engine always works
         log.warning("no emulator available (%s); default model-spectrum engine: onelayer", e)
         return "onelayer"
-    points = int(emulator.provenance.get("grid_points") or 0)
-    return "emulator" if points >= EMULATOR_MIN_POINTS else "onelayer"
+    return "emulator"
 
 
 @dataclass
@@ -174,8 +170,8 @@ def _onelayer_star(lab, grid: Grid, res: dict) -> np.ndarray:
 
 
 def _emulator_star(native: dict, lab, grid: Grid, res: dict) -> np.ndarray:
-    from ..lsf import degrade
-    from .engine import broaden, macroturbulence
+    from .emulated import observe
+    from .engine import macroturbulence
 
     vmac = float(macroturbulence(lab["teff"], lab["logg"]))
     parts = []
@@ -184,11 +180,7 @@ def _emulator_star(native: dict, lab, grid: Grid, res: dict) -> np.ndarray:
             parts.append(np.full(s.n_pixels, np.nan))
             continue
         w, f = native[s.name]
-        f = np.asarray(f, float)
-        if res[s.name]:
-            f = degrade(w, f, np.inf, res[s.name])
-        f = broaden(f, w, None, vmac, lab["vsini"])
-        parts.append(resample(w, f, s.wavelength)[0])
+        parts.append(observe(w, f, s.wavelength, res[s.name], vmac, lab["vsini"]))
     return np.concatenate(parts)
 
 

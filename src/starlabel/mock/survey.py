@@ -383,11 +383,12 @@ def _jobs(truth: Table, seed: int, spectra_dir: Path, engine_name: str = "onelay
 
 
 def make_survey(out: str | Path, n_stars: int, seed: int = 0, workers: int = 2, progress: bool = True,
-                overwrite: bool = False, engine_name: str = "onelayer") -> dict:
+                overwrite: bool = False, engine_name: str = "emulator") -> dict:
     """Write the mock survey into `out`; returns a summary dict.
 
-    `engine_name`: "onelayer" (`engine`, the fast one-layer line formation) or "emulator" (`emulated`:
-    the shipped emulator of PySME + ATLAS9 spectra, see docs/pysme_grid.md).
+    `engine_name`: "emulator" (`emulated`: the shipped emulator of PySME + ATLAS9 spectra, see
+    docs/pysme_grid.md; the default since networks trained on it label the real Sun far better) or
+    "onelayer" (`engine`, the one-layer line formation of the first mock surveys).
 
     Re-running with the same settings resumes (existing spectra are kept, as their content is
     fixed by the seed); different settings in a non-empty directory need `overwrite=True`.
