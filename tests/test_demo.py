@@ -29,3 +29,19 @@ def test_demo_tiny(tmp_path, capsys):
     assert main(["demo", "--out", str(out), "--n-stars", "300", "--runs", "2", "--keep", "1",
                  "--max-epochs", "3", "--seed", "1"]) == 0
     assert "exists, skipped" in capsys.readouterr().out
+
+
+def test_a_run_from_before_the_emulator_engine_resumes_only_with_onelayer(tmp_path):
+    import json
+
+    from starlabel.stages.demo import _note_engine_of_older_run
+    from starlabel.io.run_settings import check_or_record
+
+    path = tmp_path / "demo_settings.json"
+    old = dict(preset="quick", seed=0, n_stars=30, runs=1, keep=1, max_epochs=None)
+    path.write_text(json.dumps(old))
+    _note_engine_of_older_run(path)
+    assert json.loads(path.read_text())["engine"] == "onelayer"
+    check_or_record(path, old | {"engine": "onelayer"}, tmp_path)  # resumes
+    with pytest.raises(ValueError, match="engine"):
+        check_or_record(path, old | {"engine": "emulator"}, tmp_path)

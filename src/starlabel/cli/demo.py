@@ -13,6 +13,8 @@ def add_parser(sub):
     p.add_argument("--runs", type=int, help="override the preset's number of training runs")
     p.add_argument("--keep", type=int, help="override the preset's number of kept runs")
     p.add_argument("--max-epochs", type=int, help="override the training preset's maximum epochs")
+    p.add_argument("--engine", choices=("emulator", "onelayer"), default="emulator",
+                   help="the mock survey's synthesis engine (default: emulator, see `starlabel synth survey`)")
     p.add_argument("--workers", type=int, default=2, help="processes for synth and prepare")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=run)
@@ -23,4 +25,4 @@ def run(args):
 
     demo(args.out, preset=args.preset, seed=args.seed, n_stars=args.n_stars, runs=args.runs,
          keep=args.keep, workers=args.workers, max_epochs=args.max_epochs,
-         progress=not args.no_progress)
+         progress=not args.no_progress, engine=args.engine)

@@ -136,13 +136,23 @@ def _settings_of_older_run(out: Path) -> dict | None:
     if not (out / "demo.json").exists():
         return None
     s = json.loads((out / "demo.json").read_text()).get("settings", {})
-    return {k: s.get(k) for k in ("preset", "seed", "n_stars", "runs", "keep", "max_epochs")}
+    return {k: s.get(k) for k in ("preset", "seed", "n_stars", "runs", "keep", "max_epochs")} | {"engine": "onelayer"}
+
+
+def _note_engine_of_older_run(path: Path) -> None:
+    """Runs made before the emulator engine existed rendered their survey with the one-layer engine:
+    say so in their settings file, so that they resume with `--engine onelayer` (and only with it)."""
+    if path.exists():
+        old = json.loads(path.read_text())
+        if "engine" not in old:
+            write_json(path, old | {"engine": "onelayer"}, indent=1)
 
 
 def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | None = None,
          runs: int | None = None, keep: int | None = None, workers: int = 2, max_epochs: int | None = None,
-         progress: bool = True) -> Path:
-    """Run the pipeline into `out`; returns the path of the HTML report."""
+         progress: bool = True, engine: str = "emulator") -> Path:
+    """Run the pipeline into `out`; returns the path of the HTML report. `engine`: the mock survey's
+    synthesis engine (`mock.survey.make_survey`)."""
     from ..evaluation.metrics import join_run, metrics_table, read_map_flags
     from ..io.dataset import Dataset
     from ..labels import DEFAULT_LABELS
@@ -165,9 +175,10 @@ def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | No
     n_stars, runs, keep = n_stars or p.n_stars, runs or p.runs, keep or p.keep
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _note_engine_of_older_run(out / "demo_settings.json")
     check_or_record(out / "demo_settings.json",
-                    dict(preset=preset, seed=seed, n_stars=n_stars, runs=runs, keep=keep, max_epochs=max_epochs),
-                    out, fallback=lambda: _settings_of_older_run(out))
+                    dict(preset=preset, seed=seed, n_stars=n_stars, runs=runs, keep=keep, max_epochs=max_epochs,
+                         engine=engine), out, fallback=lambda: _settings_of_older_run(out))
     survey = out / "survey"
     timings = {}
     t0 = time.perf_counter()
@@ -176,7 +187,7 @@ def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | No
         timings[name] = round(time.perf_counter() - t0 - sum(timings.values()), 1)
 
     if _step(f"synth survey of {n_stars} stars", survey / "truth.fits"):
-        make_survey(survey, n_stars, seed=seed, workers=workers, progress=progress)
+        make_survey(survey, n_stars, seed=seed, workers=workers, progress=progress, engine_name=engine)
     lap("synth")
     if _step("prepare", out / "dataset.h5"):
         prepare(survey / "catalogue.fits", survey / "spectra", out / "dataset.h5",
@@ -231,7 +242,7 @@ def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | No
     lap("report")
     timings["total"] = round(time.perf_counter() - t0, 1)
     settings = dict(asdict(p), n_stars=n_stars, runs=runs, keep=keep, seed=seed, preset=preset,
-                    max_epochs=max_epochs)
+                    max_epochs=max_epochs, engine=engine)
     write_json(out / "demo.json", {"settings": settings, "timings_s": timings}, indent=2)
     log.info(f"\n[demo] stage timings (s): {timings}")
     log.info(f"[demo] report: {path.resolve()}")
