@@ -276,6 +276,23 @@ def test_stale_temp_of_a_dead_process_is_removed_on_the_next_run(tmp_path, capsy
     assert f"removed {stale}" in stdout
 
 
+
+def test_writing_many_files_into_one_directory_lists_it_once(tmp_path, monkeypatch):
+    """The stale-temporary check must not list the directory before every write (the mock survey writes
+    70 000 files into one: that made it quadratic), yet still removes a dead process's temporary."""
+    from starlabel.io import atomic
+
+    stale = tmp_path / f".f7.txt.tmp{_dead_pid()}"
+    stale.write_text("left by kill -9")
+    calls = []
+    real = os.scandir
+    monkeypatch.setattr(atomic.os, "scandir", lambda d: calls.append(d) or real(d))
+    for i in range(50):
+        with atomic.atomic_path(tmp_path / f"f{i}.txt") as tmp:
+            tmp.write_text(str(i))
+    assert len(calls) == 1 and not stale.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"f{i}.txt" for i in range(50))
+
 # ---------------------------------------------------------------- items 4, 6, 8: bad or thin inputs
 
 

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -31,25 +32,49 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+TEMP = re.compile(r"^\.(.+)\.tmp(\d+)$")
+LISTING_TTL_S = 60.0  # how long a directory's list of temporaries is reused before it is read again
+_listings: dict[Path, tuple[float, dict[str, list[Path]]]] = {}
+
+
+def _temps_beside(directory: Path) -> dict[str, list[Path]]:
+    """{target name: its `.NAME.tmp<pid>` files} in `directory`, read at most once per LISTING_TTL_S:
+    a survey writes tens of thousands of files into one directory, and listing it before every write
+    made writing it quadratic in its size."""
+    now = time.monotonic()
+    cached = _listings.get(directory)
+    if cached is not None and now - cached[0] < LISTING_TTL_S:
+        return cached[1]
+    temps: dict[str, list[Path]] = {}
+    with os.scandir(directory) as entries:
+        for e in entries:
+            m = TEMP.match(e.name)
+            if m:
+                temps.setdefault(m.group(1), []).append(directory / e.name)
+    _listings[directory] = (now, temps)
+    return temps
+
+
 def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
-    """Remove `.NAME.tmp<pid>` files beside `path` whose process is dead; returns what was removed."""
+    """Remove `.NAME.tmp<pid>` files beside `path` whose process is dead; returns what was removed.
+    (A temporary left by a process that dies while this one runs is found within LISTING_TTL_S.)"""
     path = Path(path)
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.tmp(\d+)$")
     removed = []
     try:
-        candidates = list(path.parent.iterdir()) if path.parent.is_dir() else []
+        temps = _temps_beside(path.parent) if path.parent.is_dir() else {}
     except OSError:
         return removed
-    for p in candidates:
-        m = pattern.match(p.name)
-        if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
-            try:
-                size = p.stat().st_size
-                p.unlink()
-            except OSError:
-                continue
-            log.info("removed %s, left by an interrupted run (%.1f MB)", p, size / 1e6)
-            removed.append(p)
+    for p in temps.pop(path.name, []):
+        pid = int(TEMP.match(p.name).group(2))
+        if pid == os.getpid() or pid_alive(pid):
+            continue
+        try:
+            size = p.stat().st_size
+            p.unlink()
+        except OSError:
+            continue
+        log.info("removed %s, left by an interrupted run (%.1f MB)", p, size / 1e6)
+        removed.append(p)
     return removed
 
 
