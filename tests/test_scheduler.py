@@ -14,7 +14,7 @@ def client():
     """An in-process cluster (threads, no worker processes): fast, and monkeypatching works."""
     from distributed import Client
 
-    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as c:
+    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0") as c:
         yield c
 
 

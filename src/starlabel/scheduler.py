@@ -84,7 +84,7 @@ def connect(spec):
 
     if kind == "local":
         log.info("starting a local Dask cluster of %d single-threaded worker processes", value)
-        with LocalCluster(n_workers=value, threads_per_worker=1, processes=True, dashboard_address=None,
+        with LocalCluster(n_workers=value, threads_per_worker=1, processes=True, dashboard_address=":0",
                           silence_logs=logging.WARNING) as cluster, Client(cluster) as client:
             yield client
         return

@@ -20,6 +20,10 @@ def add_parser(sub):
     p.add_argument("--seed", type=int, default=0, help="seed of the noise draws")
     p.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=int, help="CPU threads (default: the cores this process may use)")
+    p.add_argument("--scheduler", metavar="local[:N]|ADDRESS|FILE",
+                   help="label on a Dask cluster: 'local:N' starts N single-threaded worker processes here; "
+                        "tcp://host:port or a scheduler file connects to a running one (e.g. dask-jobqueue on "
+                        "SLURM, see the README); finished blocks are kept in OUT.parts/ and not redone on rerun")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=run)
 
@@ -30,5 +34,6 @@ def run(args):
     carry = [c.strip() for c in args.carry.split(",") if c.strip()]
     path = predict(args.model, args.dataset, args.out, carry=carry, chunk=args.chunk, map_path=args.map,
                    compile=args.compile, noise_draws=args.noise_draws, seed=args.seed,
-                   device=args.device, threads=args.threads, progress=not args.no_progress)
+                   device=args.device, threads=args.threads, progress=not args.no_progress,
+                   scheduler=args.scheduler)
     print(f"wrote {path}")

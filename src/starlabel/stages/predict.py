@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 from astropy.table import Table
@@ -24,8 +26,91 @@ from ..io.atomic import atomic_path
 from ..io.dataset import Dataset
 from ..io.lock import output_lock
 from ..model.ensemble import Ensemble, Prediction
+from ..scheduler import Parts, connect, file_stamp, fingerprint, map_chunks, worker_threads
 
 log = logging.getLogger(__name__)
+
+TASK_ROWS = 8192  # rows per Dask task (rounded to whole chunks): a few seconds of work per task
+
+
+def label_rows(ens: Ensemble, ds: Dataset, rows: np.ndarray, chunk: int, noise_draws: int, seed: int,
+               compile: bool, threads: int | None, update=None):
+    """(mean, std, noise, bad rows) of the dataset `rows`, labelled `chunk` rows at a time.
+
+    The noise draws of a chunk are seeded by [seed, its first row]: any caller that cuts the rows
+    into the same chunks gets the same numbers. Rows with non-finite flux get NaN (listed in `bad`)."""
+    names = ens.labels.names
+    mean = np.full((len(rows), len(names)), np.nan)
+    std = np.full((len(rows), len(names)), np.nan)
+    noise = np.full((len(rows), len(names)), np.nan)
+    bad = []
+    done = 0
+    for r, flux, *mask in ds.iter_chunks(chunk, rows=rows, mask=noise_draws > 0):
+        ok = np.isfinite(flux).all(1)
+        bad += r[~ok].tolist()
+        if ok.any():
+            p = ens.predict(flux[ok], noise_draws, seed=[seed, int(r[0])],
+                            mask=mask[0][ok] if noise_draws else None, compile=compile, threads=threads)
+            mean[done : done + len(r)][ok] = p.mean
+            std[done : done + len(r)][ok] = p.std
+            if noise_draws:
+                noise[done : done + len(r)][ok] = p.noise
+        done += len(r)
+        if update is not None:
+            update(len(r))
+    return mean, std, noise, np.asarray(bad, dtype=np.int64)
+
+
+def parts_dir(out) -> Path:
+    """Where the finished blocks of a --scheduler run wait for the output table."""
+    return Path(out).with_name(Path(out).name + ".parts")
+
+
+_WORKER_CACHE: dict = {}  # per worker process: the bundle and dataset, loaded once, not once per task
+
+
+def _cached(kind: str, key, load):
+    """The worker's one bundle (or dataset) for `key`, loaded on first use; another key replaces it."""
+    if (kind, key) not in _WORKER_CACHE:
+        for k in [k for k in _WORKER_CACHE if k[0] == kind]:
+            del _WORKER_CACHE[k]
+        _WORKER_CACHE[(kind, key)] = load()
+    return _WORKER_CACHE[(kind, key)]
+
+
+def _label_block(model_dir, device, dataset, stamp, rows, chunk, noise_draws, seed, compile, threads) -> dict:
+    """One Dask task: label a block of dataset rows with the (worker-cached) bundle."""
+    ens = _cached("ensemble", (str(model_dir), device), lambda: Ensemble.load(model_dir, device=device))
+    ds = _cached("dataset", tuple(stamp), lambda: Dataset(dataset))
+    mean, std, noise, bad = label_rows(ens, ds, rows, chunk, noise_draws, seed, compile, worker_threads(threads))
+    return {"mean": mean, "std": std, "noise": noise, "bad": bad}
+
+
+def _label_on_cluster(client, model_dir, device, ds, rows, out, chunk, noise_draws, seed, compile, threads,
+                      task_rows, update, n_labels):
+    """`label_rows` over blocks of whole chunks on a Dask cluster, resumable through `OUT.parts/`."""
+    if isinstance(model_dir, Ensemble):
+        if model_dir.path is None:
+            raise ValueError("predicting on a Dask cluster needs a saved bundle: the workers load it from disk")
+        model_dir = model_dir.path
+    model_dir = Path(model_dir).resolve()
+    block = max(1, task_rows // chunk) * chunk
+    stamp = file_stamp(ds.path)
+    tasks = [(str(model_dir), device, stamp[0], stamp, rows[i : i + block], chunk, noise_draws, seed, compile,
+              threads) for i in range(0, len(rows), block)]
+    key = fingerprint({"model": file_stamp(model_dir / "manifest.json"), "dataset": stamp,
+                       "rows": fingerprint(rows.tolist()), "chunk": chunk, "block": block,
+                       "noise_draws": noise_draws, "seed": seed, "compile": compile})
+    parts = Parts(parts_dir(out), key)
+    results = []
+    for (_, _, _, _, r, *_), res in zip(tasks, map_chunks(client, _label_block, tasks, parts=parts)):
+        results.append(res)
+        update(len(r))
+    if not results:
+        empty = np.empty((0, n_labels))
+        return empty, empty, empty, np.empty(0, np.int64)
+    return (*(np.concatenate([r[k] for r in results]) for k in ("mean", "std", "noise")),
+            np.concatenate([r["bad"] for r in results]).astype(np.int64))
 
 
 def map_flags(map_path, cnames: np.ndarray, read_flux, chunk: int = 2048) -> dict[str, np.ndarray]:
@@ -66,7 +151,7 @@ def _locked(stage):
 @_locked
 def predict(model_dir, dataset_path, out, carry=(), chunk: int = 512, rows=None,
             progress: bool = True, map_path=None, compile: bool = False, noise_draws: int = 0, seed: int = 0,
-            device=None, threads: int | None = None):
+            device=None, threads: int | None = None, scheduler=None, task_rows: int = TASK_ROWS):
     """Write the labels of `dataset_path` (optionally only `rows`) to the FITS table `out`.
 
     Returns the path. Memory stays bounded by `chunk` spectra at a time. `compile` runs the
@@ -75,7 +160,10 @@ def predict(model_dir, dataset_path, out, carry=(), chunk: int = 512, rows=None,
     and network give the noise-propagated uncertainty (each draw costs one more prediction);
     the draws are seeded by `seed` and each chunk's first row: the same command gives the same numbers.
     `device`: torch device (default CUDA when present); `threads`: CPU worker threads (default: the
-    usable cores)."""
+    usable cores). `scheduler` (`starlabel.scheduler.connect`: 'local[:N]', an address, a scheduler
+    file or a Client) labels blocks of `task_rows` rows (a whole number of chunks, so the noise
+    draws are the same) on a Dask cluster, each worker loading the bundle once; finished blocks
+    are kept in `OUT.parts/` until the table is written, so a rerun redoes only the missing ones."""
     if noise_draws < 0:
         raise ValueError(f"noise_draws must be 0 or more, got {noise_draws}")
     ens = model_dir if isinstance(model_dir, Ensemble) else Ensemble.load(model_dir, device=device)
@@ -89,30 +177,19 @@ def predict(model_dir, dataset_path, out, carry=(), chunk: int = 512, rows=None,
         raise KeyError(f"{ds.path} catalogue has no column(s) {missing} to carry")
     rows = np.arange(len(ds)) if rows is None else np.sort(np.asarray(rows))
     names = ens.labels.names
-    mean = np.full((len(rows), len(names)), np.nan)
-    std = np.full((len(rows), len(names)), np.nan)
-    noise = np.full((len(rows), len(names)), np.nan)
     cnames = np.asarray(ds.catalogue["CNAME"]).astype(str)
-    bad_all = []
-    done = 0
-    with tqdm(total=len(rows), desc="predict", unit="spectra", disable=not progress) as bar:
-        for r, flux, *mask in ds.iter_chunks(chunk, rows=rows, mask=noise_draws > 0):
-            ok = np.isfinite(flux).all(1)
-            if not ok.all():
-                bad = cnames[r[~ok]].tolist()
-                bad_all += bad
-                warnings.warn(f"{len(bad)} spectra with non-finite flux get NaN labels: {', '.join(bad)}",
-                              stacklevel=2)
-            if ok.any():
-                p = ens.predict(flux[ok], noise_draws, seed=[seed, int(r[0])],
-                                mask=mask[0][ok] if noise_draws else None, compile=compile,
-                                threads=threads)
-                mean[done : done + len(r)][ok] = p.mean
-                std[done : done + len(r)][ok] = p.std
-                if noise_draws:
-                    noise[done : done + len(r)][ok] = p.noise
-            done += len(r)
-            bar.update(len(r))
+    with tqdm(total=len(rows), desc="predict", unit="spectra", disable=not progress) as bar, \
+            connect(scheduler) as client:
+        if client is None:
+            mean, std, noise, bad = label_rows(ens, ds, rows, chunk, noise_draws, seed, compile, threads,
+                                               bar.update)
+        else:
+            mean, std, noise, bad = _label_on_cluster(client, model_dir, device, ds, rows, out, chunk, noise_draws,
+                                                      seed, compile, threads, task_rows, bar.update, len(names))
+    bad_all = cnames[bad].tolist()
+    if bad_all:
+        warnings.warn(f"{len(bad_all)} spectra with non-finite flux get NaN labels: {', '.join(bad_all)}",
+                      stacklevel=2)
     labels = Prediction(tuple(names), mean, std, noise if noise_draws else None).to_table()
     table = Table()
     table["CNAME"] = cnames[rows]
@@ -128,6 +205,8 @@ def predict(model_dir, dataset_path, out, carry=(), chunk: int = 512, rows=None,
     out_path = out
     with atomic_path(out) as tmp:
         table.write(tmp, format="fits")
+    if scheduler is not None:  # the output is written: the finished blocks are no longer needed
+        shutil.rmtree(parts_dir(out), ignore_errors=True)
     log.info(f"labelled {len(rows) - len(bad_all)} of {len(rows)} spectra"
-         + (f" ({len(bad_all)} with non-finite flux got NaN)" if bad_all else ""))
+             + (f" ({len(bad_all)} with non-finite flux got NaN)" if bad_all else ""))
     return out_path

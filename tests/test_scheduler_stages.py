@@ -1,0 +1,110 @@
+"""The stages on a Dask cluster (issue 15 §3): `--scheduler` gives the same output as one process,
+retries a failing chunk and does not redo finished ones."""
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+import starlabel.stages.predict as predict_stage
+from starlabel.cli import main
+from starlabel.stages.predict import parts_dir, predict
+from toys import make_sets
+
+
+@pytest.fixture(scope="module")
+def threads_client():
+    """An in-process cluster (worker threads): fast, and a monkeypatched task reaches it."""
+    from distributed import Client
+
+    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def process_client():
+    """Two single-threaded worker processes, as `--scheduler local:2` starts them."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster) as c:
+        yield c
+
+
+def assert_same_table(a, b):
+    a, b = Table.read(a, mask_invalid=False), Table.read(b, mask_invalid=False)
+    assert a.colnames == b.colnames and len(a) == len(b)
+    for c in a.colnames:
+        assert a[c].dtype == b[c].dtype, c
+        np.testing.assert_array_equal(np.asarray(a[c]), np.asarray(b[c]), err_msg=c)  # NaN == NaN here
+    assert a.meta == b.meta
+
+
+@pytest.mark.slow
+def test_predict_on_worker_processes_is_the_single_process_output(toy_bundle, tmp_path, process_client):
+    data = make_sets(tmp_path / "obs.h5", n=70, seed=4, nan_rows=(9,), n_observed=70)
+    kw = dict(carry=["SNR"], chunk=8, noise_draws=2, seed=5, progress=False)
+    with pytest.warns(UserWarning, match="TOY00009"):
+        one = predict(toy_bundle, data, tmp_path / "one.fits", **kw)
+    with pytest.warns(UserWarning, match="TOY00009"):
+        many = predict(toy_bundle, data, tmp_path / "many.fits", scheduler=process_client, task_rows=20, **kw)
+    t = Table.read(many, mask_invalid=False)
+    assert np.isnan(t["TEFF_CNN"][9]) and np.isfinite(t["E_FE_H_NOISE"][10:]).all()
+    assert_same_table(one, many)
+    assert not parts_dir(many).exists()
+
+
+@pytest.mark.slow
+def test_predict_cli_with_a_local_cluster(toy_bundle, tmp_path, capsys):
+    data = make_sets(tmp_path / "obs.h5", n=30, seed=6, n_observed=30)
+    args = ["predict", str(toy_bundle), str(data), "--chunk", "16", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "one.fits")]) == 0
+    assert main([*args, "--out", str(tmp_path / "two.fits"), "--scheduler", "local:2"]) == 0
+    assert_same_table(tmp_path / "one.fits", tmp_path / "two.fits")
+    assert main([*args, "--out", str(tmp_path / "x.fits"), "--scheduler", "nowhere"]) == 2
+    assert "--scheduler 'nowhere'" in capsys.readouterr().err
+
+
+def test_predict_retries_a_failing_block_and_resumes_after_a_failure(toy_bundle, tmp_path, threads_client,
+                                                                      monkeypatch):
+    data = make_sets(tmp_path / "obs.h5", n=48, seed=8, n_observed=48)
+    kw = dict(chunk=4, noise_draws=1, seed=2, progress=False, task_rows=8)  # 6 blocks of 2 chunks
+    one = predict(toy_bundle, data, tmp_path / "one.fits", **kw)
+    real = predict_stage._label_block
+    log, marks = tmp_path / "calls.txt", tmp_path / "marks"
+    marks.mkdir()
+
+    def calls():  # first rows of the blocks computed (tasks are serialised: state lives in files)
+        return sorted(int(x) for x in log.read_text().split()) if log.exists() else []
+
+    def task(fail_on=None, once=True):
+        def run(*a):
+            first = int(a[4][0])
+            if first == fail_on and not (once and (marks / str(first)).exists()):
+                (marks / str(first)).touch()
+                raise OSError(f"worker lost block {first}")
+            with open(log, "a") as f:
+                f.write(f"{first}\n")
+            return real(*a)
+        return run
+
+    out = tmp_path / "many.fits"
+    monkeypatch.setattr(predict_stage, "_label_block", task(fail_on=16))  # fails once: retried
+    assert_same_table(one, predict(toy_bundle, data, out, scheduler=threads_client, **kw))
+    assert (marks / "16").exists() and calls() == [0, 8, 16, 24, 32, 40]
+
+    monkeypatch.setattr(predict_stage, "_label_block", task(fail_on=24, once=False))  # fails for good
+    out.unlink()
+    log.unlink()
+    with pytest.raises(OSError, match="worker lost block 24"):
+        predict(toy_bundle, data, out, scheduler=threads_client, **kw)
+    done = len(list(parts_dir(out).glob("part*.npz")))
+    assert not out.exists() and done >= 3  # the blocks before the failed one are on disk
+    log.unlink()
+    monkeypatch.setattr(predict_stage, "_label_block", task())
+    assert_same_table(one, predict(toy_bundle, data, out, scheduler=threads_client, **kw))
+    assert 24 in calls() and len(calls()) == 6 - done  # only the blocks that were not on disk
+    assert not parts_dir(out).exists()
+    # other settings do not reuse the parts of a job: a fresh run computes every block
+    log.unlink()
+    predict(toy_bundle, data, tmp_path / "s3.fits", scheduler=threads_client, **{**kw, "seed": 3})
+    assert len(calls()) == 6
