@@ -108,3 +108,59 @@ def test_predict_retries_a_failing_block_and_resumes_after_a_failure(toy_bundle,
     log.unlink()
     predict(toy_bundle, data, tmp_path / "s3.fits", scheduler=threads_client, **{**kw, "seed": 3})
     assert len(calls()) == 6
+
+
+# ---------------------------------------------------------------- prepare
+
+from test_prepare import survey  # noqa: E402,F401  (the mock survey of the prepare tests: a fixture)
+
+import starlabel.stages.prepare as prepare_stage  # noqa: E402
+from starlabel.io.dataset import Dataset  # noqa: E402
+from starlabel.stages.prepare import PrepareSettings, prepare  # noqa: E402
+
+
+def assert_same_dataset(a, b):
+    a, b = Dataset(a), Dataset(b)
+    fa, ma = a.read(mask=True)
+    fb, mb = b.read(mask=True)
+    np.testing.assert_array_equal(fa, fb)
+    np.testing.assert_array_equal(ma, mb)
+    assert a.grid == b.grid and a.settings == b.settings
+    for ta, tb in ((a.catalogue, b.catalogue), (a.rejects, b.rejects)):
+        assert ta.colnames == tb.colnames and len(ta) == len(tb)
+        for c in ta.colnames:
+            np.testing.assert_array_equal(np.asarray(ta[c]), np.asarray(tb[c]), err_msg=c)
+
+
+@pytest.mark.slow
+def test_prepare_on_worker_processes_is_the_single_process_dataset(survey, process_client):  # noqa: F811
+    settings = PrepareSettings(chunk=2)
+    one, n1, rej1 = prepare(survey / "catalogue.fits", survey / "spectra", survey / "one.h5", settings,
+                            progress=False)
+    many, n2, rej2 = prepare(survey / "catalogue.fits", survey / "spectra", survey / "many.h5", settings,
+                             progress=False, scheduler=process_client)
+    assert n1 == n2 == 5 and len(rej1) == len(rej2) > 0
+    assert_same_dataset(one, many)
+    assert not (survey / "many.h5.parts").exists()
+
+
+def test_prepare_resumed_on_a_cluster_is_the_same_dataset(survey, threads_client, monkeypatch):  # noqa: F811
+    settings = PrepareSettings(chunk=2)
+    args = (survey / "catalogue.fits", survey / "spectra")
+    one, *_ = prepare(*args, survey / "one.h5", settings, progress=False)
+    real = prepare_stage._prepare_part
+
+    def fails_on_nans(items, settings):  # the chunk holding star 'nans' fails for good
+        if any(it[1] == "nans" for it in items):
+            raise OSError("node lost")
+        return real(items, settings)
+
+    monkeypatch.setattr(prepare_stage, "_prepare_part", fails_on_nans)
+    out = survey / "many.h5"
+    with pytest.raises(OSError, match="node lost"):
+        prepare(*args, out, settings, progress=False, scheduler=threads_client)
+    assert not out.exists() and len(list((survey / "many.h5.parts").glob("part*.npz"))) >= 2
+    monkeypatch.setattr(prepare_stage, "_prepare_part", real)
+    many, n, _ = prepare(*args, out, settings, progress=False, scheduler=threads_client)  # parts from disk
+    assert n == 5
+    assert_same_dataset(one, many)
