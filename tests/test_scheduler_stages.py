@@ -164,3 +164,44 @@ def test_prepare_resumed_on_a_cluster_is_the_same_dataset(survey, threads_client
     many, n, _ = prepare(*args, out, settings, progress=False, scheduler=threads_client)  # parts from disk
     assert n == 5
     assert_same_dataset(one, many)
+
+
+# ---------------------------------------------------------------- train
+
+import json  # noqa: E402
+
+from toys import FAST  # noqa: E402
+
+
+def bundle_files(path):
+    return sorted(p.relative_to(path) for p in path.rglob("*") if p.is_file() and "checkpoints" not in p.parts)
+
+
+@pytest.mark.slow
+def test_train_runs_on_worker_processes_give_the_single_process_bundle(toy_sets, tmp_path, process_client):
+    import torch
+
+    from starlabel.stages.train import train
+
+    kw = dict(runs=3, keep=2, seed=4, **{**FAST, "max_epochs": 4})
+    saved = torch.get_num_threads()
+    try:  # one torch thread per run, as on each single-threaded worker
+        one = train(toy_sets, tmp_path / "one", threads=1, **kw)
+    finally:
+        torch.set_num_threads(saved)
+    many = train(toy_sets, tmp_path / "many", scheduler=process_client, **kw)
+    assert bundle_files(one) == bundle_files(many)
+    for f in bundle_files(one):
+        if f.name != "manifest.json":
+            assert (one / f).read_bytes() == (many / f).read_bytes(), f
+    a, b = (json.loads((p / "manifest.json").read_text()) for p in (one, many))
+    assert b["data"].pop("dask_workers") == 2
+    for m in (a, b):
+        for k in ("created", "threads"):
+            m["data"].pop(k)
+    assert a == b
+    # a rerun finds every run finished in its checkpoint: nothing is trained again
+    stamps = {p: p.stat().st_mtime_ns for p in (many / "checkpoints").glob("run*.safetensors")}
+    assert len(stamps) == 3
+    train(toy_sets, tmp_path / "many", scheduler=process_client, **kw)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
