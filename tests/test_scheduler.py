@@ -96,3 +96,13 @@ def test_without_a_client_the_chunks_run_here(tmp_path):
     parts = Parts(tmp_path / "p", "k")
     out = list(map_chunks(None, square, [(i, str(log)) for i in range(3)], parts=parts))
     assert [int(r["x"][1]) for r in out] == [0, 1, 4] and parts.done() == [0, 1, 2]
+
+
+def test_worker_cache_loads_once_per_key():
+    from starlabel.scheduler import cached
+
+    loads = []
+    a = cached("test-kind", "a", lambda: loads.append("a") or ["A"])
+    assert cached("test-kind", "a", lambda: loads.append("again") or None) is a and loads == ["a"]
+    assert cached("test-kind", "b", lambda: loads.append("b") or ["B"]) == ["B"] and loads == ["a", "b"]
+    assert cached("test-kind", "a", lambda: loads.append("a") or ["A"]) == ["A"] and loads == ["a", "b", "a"]

@@ -117,6 +117,19 @@ def worker_threads(threads: int | None = None) -> int:
         return 1
 
 
+_WORKER_CACHE: dict = {}  # per worker process: what its tasks load once (a bundle, a dataset's catalogue)
+
+
+def cached(kind: str, key, load):
+    """`load()` once per worker process and `key`: the worker keeps one object of each `kind`, so a
+    task finds the bundle its predecessors loaded, and another bundle replaces it."""
+    if (kind, key) not in _WORKER_CACHE:
+        for k in [k for k in _WORKER_CACHE if k[0] == kind]:
+            del _WORKER_CACHE[k]
+        _WORKER_CACHE[(kind, key)] = load()
+    return _WORKER_CACHE[(kind, key)]
+
+
 def fingerprint(obj) -> str:
     """sha256 of a JSON-able description of a job: parts of another job are never reused."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()

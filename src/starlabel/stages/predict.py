@@ -26,7 +26,7 @@ from ..io.atomic import atomic_path
 from ..io.dataset import Dataset
 from ..io.lock import output_lock
 from ..model.ensemble import Ensemble, Prediction
-from ..scheduler import Parts, connect, file_stamp, fingerprint, map_chunks, worker_threads
+from ..scheduler import Parts, cached, connect, file_stamp, fingerprint, map_chunks, worker_threads
 
 log = logging.getLogger(__name__)
 
@@ -66,22 +66,10 @@ def parts_dir(out) -> Path:
     return Path(out).with_name(Path(out).name + ".parts")
 
 
-_WORKER_CACHE: dict = {}  # per worker process: the bundle and dataset, loaded once, not once per task
-
-
-def _cached(kind: str, key, load):
-    """The worker's one bundle (or dataset) for `key`, loaded on first use; another key replaces it."""
-    if (kind, key) not in _WORKER_CACHE:
-        for k in [k for k in _WORKER_CACHE if k[0] == kind]:
-            del _WORKER_CACHE[k]
-        _WORKER_CACHE[(kind, key)] = load()
-    return _WORKER_CACHE[(kind, key)]
-
-
 def _label_block(model_dir, device, dataset, stamp, rows, chunk, noise_draws, seed, compile, threads) -> dict:
     """One Dask task: label a block of dataset rows with the (worker-cached) bundle."""
-    ens = _cached("ensemble", (str(model_dir), device), lambda: Ensemble.load(model_dir, device=device))
-    ds = _cached("dataset", tuple(stamp), lambda: Dataset(dataset))
+    ens = cached("ensemble", (str(model_dir), device), lambda: Ensemble.load(model_dir, device=device))
+    ds = cached("dataset", tuple(stamp), lambda: Dataset(dataset))
     mean, std, noise, bad = label_rows(ens, ds, rows, chunk, noise_draws, seed, compile, worker_threads(threads))
     return {"mean": mean, "std": std, "noise": noise, "bad": bad}
 
