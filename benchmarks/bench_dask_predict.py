@@ -21,9 +21,10 @@ The spectra (`--source`):
   (`io.dataset.DatasetWriter`, `--n` × 8669 × 4 bytes on disk, in --workdir), then labelled by the
   real stage, `starlabel.predict(..., scheduler=client, chunk=--chunk, task_rows=--block)`.
 
-For each worker count (`--workers 1,2`) a fresh `LocalCluster` of single-threaded worker processes
-is started, every worker runs one warm-up task (bundle loaded, first predictions), then the
-timed run labels all `--n` spectra. Printed per worker count: spectra/s (and spectra/s per
+For each worker count (`--workers 1,2`) a fresh local cluster of single-threaded worker processes is
+started as `--scheduler local:N` starts it (`starlabel.scheduler.connect`), every worker runs one warm-up task (bundle loaded, first predictions), then the
+timed run labels all `--n` spectra (`--workers 0`: the same work without Dask, in this process with
+one torch thread, for the cost of Dask itself). Printed per worker count: spectra/s (and spectra/s per
 model = spectra × members / s), and per worker the peak resident memory (the kernel's
 VmHWM of the worker process) after the warm-up and at the end -- flat memory means the end
 figure stays at the warm-up one whatever `--n` is -- plus the driver's own peak. The date and the
@@ -116,13 +117,52 @@ def write_store(path: Path, n: int, seed: int, chunk: int) -> Path:
         return w.close(Table({"CNAME": [f"B{i:07d}" for i in range(n)]}))
 
 
-def run(n_workers: int, args, bundle: Path, store: Path | None) -> dict:
-    from distributed import Client, LocalCluster
+def reset_peak() -> None:
+    """Restart this process's VmHWM from its current RSS (Linux >= 4.0), so that making the bundle
+    does not count in the in-process reference."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def run_here(args, bundle: Path, store: Path | None) -> dict:
+    """The reference without Dask: the same work in this process, one torch thread."""
+    import torch
 
     from starlabel.scheduler import map_chunks
 
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
+    torch.set_num_threads(1)
+    reset_peak()
+    label_generated(str(bundle), 0, args.chunk, args.seed, args.chunk)  # warm-up, as on the workers
+    rss_warm = {"here": peak_rss()}
+    t0 = time.perf_counter()
+    if store is None:
+        tasks = [(str(bundle), a, min(args.n, a + args.block), args.seed, args.chunk)
+                 for a in range(0, args.n, args.block)]
+        done = sum(len(r["mean"]) for r in map_chunks(None, label_generated, tasks))
+    else:
+        from astropy.table import Table
+
+        from starlabel.stages.predict import predict
+
+        out = predict(bundle, store, Path(args.workdir) / "labels0.fits", chunk=args.chunk, progress=False,
+                      threads=1)
+        done = len(Table.read(out))
+    wall = time.perf_counter() - t0
+    assert done == args.n, (done, args.n)
+    return {"workers": 0, "wall": wall, "rate": args.n / wall, "rss_warm": rss_warm, "rss_end": {"here": peak_rss()}}
+
+
+def run(n_workers: int, args, bundle: Path, store: Path | None) -> dict:
+    from starlabel.scheduler import connect
+
+    if n_workers == 0:
+        return run_here(args, bundle, store)
+
+    from starlabel.scheduler import map_chunks
+
+    with connect(f"local:{n_workers}") as client:  # the cluster `--scheduler local:N` starts
         # warm-up: each worker loads the bundle (and templates) and predicts one small block
         warm = [client.submit(label_generated, str(bundle), 0, args.chunk, args.seed, args.chunk, pure=False,
                               workers=[w]) for w in client.scheduler_info()["workers"]]
@@ -156,7 +196,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=1_000_000, help="spectra to label (default 10⁶)")
     ap.add_argument("--members", type=int, default=8, help="networks in the bundle (default 8, as the paper kept)")
-    ap.add_argument("--workers", default="1,2", help="worker counts to time (default 1,2)")
+    ap.add_argument("--workers", default="1,2",
+                    help="worker counts to time (default 1,2; 0 = no Dask: the same work in this process, one thread)")
     ap.add_argument("--source", choices=("generate", "h5"), default="generate")
     ap.add_argument("--chunk", type=int, default=512, help="spectra per prediction call (as predict --chunk)")
     ap.add_argument("--block", type=int, default=8192, help="spectra per Dask task (as predict's task_rows)")
@@ -184,10 +225,12 @@ def main():
         r = run(n, args, bundle, store)
         warm = ", ".join(f"{v / 1e6:.0f}" for v in r["rss_warm"].values())
         end = ", ".join(f"{v / 1e6:.0f}" for v in r["rss_end"].values())
-        print(f"{n} worker(s): {r['wall']:.1f} s, {r['rate']:.0f} spectra/s ({r['rate'] * args.members:.0f} "
+        who = "no Dask, in this process" if n == 0 else f"{n} worker(s)"
+        print(f"{who}: {r['wall']:.1f} s, {r['rate']:.0f} spectra/s ({r['rate'] * args.members:.0f} "
               f"spectra/s per model); peak RSS per worker after warm-up [{warm}] MB, at the end [{end}] MB; "
               f"{uptime()}")
-    print(f"driver peak RSS {peak_rss() / 1e6:.0f} MB")
+    print(f"driver peak RSS {peak_rss() / 1e6:.0f} MB" + (" (since the in-process reference)" if "0" in
+                                                          args.workers.split(",") else ""))
     if tmp is not None:
         tmp.cleanup()
 

@@ -106,3 +106,13 @@ def test_worker_cache_loads_once_per_key():
     assert cached("test-kind", "a", lambda: loads.append("again") or None) is a and loads == ["a"]
     assert cached("test-kind", "b", lambda: loads.append("b") or ["B"]) == ["B"] and loads == ["a", "b"]
     assert cached("test-kind", "a", lambda: loads.append("a") or ["A"]) == ["A"] and loads == ["a", "b", "a"]
+
+
+@pytest.mark.slow
+def test_local_workers_keep_glibc_malloc_defaults():
+    """Dask's MALLOC_TRIM_THRESHOLD_ made torch inference 1.6x slower on the workers (scheduler.connect)."""
+    import os
+
+    with connect("local:1") as c:
+        env = c.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")))
+    assert list(env.values()) == [(None, "1")]

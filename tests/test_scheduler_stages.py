@@ -78,7 +78,7 @@ def test_predict_retries_a_failing_block_and_resumes_after_a_failure(toy_bundle,
 
     def task(fail_on=None, once=True):
         def run(*a):
-            first = int(a[4][0])
+            first = int(a[5][0])
             if first == fail_on and not (once and (marks / str(first)).exists()):
                 (marks / str(first)).touch()
                 raise OSError(f"worker lost block {first}")

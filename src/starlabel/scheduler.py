@@ -84,8 +84,15 @@ def connect(spec):
 
     if kind == "local":
         log.info("starting a local Dask cluster of %d single-threaded worker processes", value)
-        with LocalCluster(n_workers=value, threads_per_worker=1, processes=True, dashboard_address=":0",
-                          silence_logs=logging.WARNING) as cluster, Client(cluster) as client:
+        import dask
+
+        # Dask's nanny starts each worker with MALLOC_TRIM_THRESHOLD_=65536, which also switches off
+        # glibc's adaptive mmap threshold: torch's megabyte-sized activations are then mmap'ed and
+        # page-faulted afresh at every layer, and CPU inference ran 1.6x slower (1021 -> 655
+        # spectra/s, benchmarks/bench_dask_predict.py, 2026-11-30). Workers keep glibc's defaults.
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
+                LocalCluster(n_workers=value, threads_per_worker=1, processes=True, dashboard_address=":0",
+                             silence_logs=logging.WARNING) as cluster, Client(cluster) as client:
             yield client
         return
     try:

@@ -13,6 +13,7 @@ its flags, new ones are placed onto it (`SimilarityMap.flag`) without recomputin
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import shutil
 import warnings
@@ -66,9 +67,10 @@ def parts_dir(out) -> Path:
     return Path(out).with_name(Path(out).name + ".parts")
 
 
-def _label_block(model_dir, device, dataset, stamp, rows, chunk, noise_draws, seed, compile, threads) -> dict:
+def _label_block(model_dir, model_stamp, device, dataset, stamp, rows, chunk, noise_draws, seed, compile,
+                 threads) -> dict:
     """One Dask task: label a block of dataset rows with the (worker-cached) bundle."""
-    ens = cached("ensemble", (str(model_dir), device), lambda: Ensemble.load(model_dir, device=device))
+    ens = cached("ensemble", (tuple(model_stamp), device), lambda: Ensemble.load(model_dir, device=device))
     ds = cached("dataset", tuple(stamp), lambda: Dataset(dataset))
     mean, std, noise, bad = label_rows(ens, ds, rows, chunk, noise_draws, seed, compile, worker_threads(threads))
     return {"mean": mean, "std": std, "noise": noise, "bad": bad}
@@ -84,14 +86,16 @@ def _label_on_cluster(client, model_dir, device, ds, rows, out, chunk, noise_dra
     model_dir = Path(model_dir).resolve()
     block = max(1, task_rows // chunk) * chunk
     stamp = file_stamp(ds.path)
-    tasks = [(str(model_dir), device, stamp[0], stamp, rows[i : i + block], chunk, noise_draws, seed, compile,
-              threads) for i in range(0, len(rows), block)]
-    key = fingerprint({"model": file_stamp(model_dir / "manifest.json"), "dataset": stamp,
-                       "rows": fingerprint(rows.tolist()), "chunk": chunk, "block": block,
-                       "noise_draws": noise_draws, "seed": seed, "compile": compile})
+    model_stamp = file_stamp(model_dir / "manifest.json")  # a retrained bundle is loaded afresh
+    tasks = [(str(model_dir), model_stamp, device, stamp[0], stamp, rows[i : i + block], chunk, noise_draws, seed,
+              compile, threads) for i in range(0, len(rows), block)]
+    key = fingerprint({"model": model_stamp, "dataset": stamp,
+                       "rows": hashlib.sha256(np.ascontiguousarray(rows, dtype="<i8").tobytes()).hexdigest(),
+                       "chunk": chunk, "block": block, "noise_draws": noise_draws, "seed": seed, "compile": compile})
     parts = Parts(parts_dir(out), key)
     results = []
-    for (_, _, _, _, r, *_), res in zip(tasks, map_chunks(client, _label_block, tasks, parts=parts)):
+    for task, res in zip(tasks, map_chunks(client, _label_block, tasks, parts=parts)):
+        r = task[5]
         results.append(res)
         update(len(r))
     if not results:
