@@ -54,6 +54,25 @@ def test_predict_on_worker_processes_is_the_single_process_output(toy_bundle, tm
 
 
 @pytest.mark.slow
+def test_predict_places_new_spectra_on_the_map_on_workers(toy_bundle, tmp_path, process_client):
+    from starlabel.io.dataset import Dataset, write_dataset
+    from starlabel.stages.map import map as map_spectra
+
+    sets = make_sets(tmp_path / "sets.h5", n=160, seed=3, n_observed=60)
+    map_spectra(sets, tmp_path / "map.h5", seed=0)
+    ds = Dataset(sets)  # a night's new spectra: renamed copies of 40 map spectra and the 120 others as they are
+    cat = ds.catalogue.copy()
+    cat["CNAME"][:40] = [f"NEW{i:05d}" for i in range(40)]
+    new = write_dataset(tmp_path / "new.h5", ds.grid, ds.read(), np.zeros((160, ds.n_pixels), "u1"), cat)
+    kw = dict(map_path=tmp_path / "map.h5", chunk=8, progress=False)
+    one = predict(toy_bundle, new, tmp_path / "one.fits", **kw)
+    many = predict(toy_bundle, new, tmp_path / "many.fits", scheduler=process_client, task_rows=16, **kw)
+    assert_same_table(one, many)
+    t = Table.read(many)
+    assert t["INNER"][:40].any() and not parts_dir(many).exists()
+
+
+@pytest.mark.slow
 def test_predict_cli_with_a_local_cluster(toy_bundle, tmp_path, capsys):
     data = make_sets(tmp_path / "obs.h5", n=30, seed=6, n_observed=30)
     args = ["predict", str(toy_bundle), str(data), "--chunk", "16", "--no-progress"]

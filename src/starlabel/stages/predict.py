@@ -105,10 +105,43 @@ def _label_on_cluster(client, model_dir, device, ds, rows, out, chunk, noise_dra
             np.concatenate([r["bad"] for r in results]).astype(np.int64))
 
 
-def map_flags(map_path, cnames: np.ndarray, read_flux, chunk: int = 2048) -> dict[str, np.ndarray]:
+def _place_block(map_path, map_stamp, dataset, stamp, rows, chunk) -> dict:
+    """One Dask task: place a block of dataset rows onto the (worker-cached) map, `chunk` at a time."""
+    from ..similarity import SimilarityMap
+
+    m = cached("map", tuple(map_stamp), lambda: SimilarityMap.load(map_path))
+    ds = cached("dataset", tuple(stamp), lambda: Dataset(dataset))
+    out = {"INNER": [], "OUTLIER": []}
+    for i in range(0, len(rows), chunk):
+        placed = m.flag(np.nan_to_num(ds.read(rows[i : i + chunk]), nan=1.0))
+        for k in out:
+            out[k].append(np.asarray(placed[k], bool))
+    return {k: np.concatenate(v) if v else np.zeros(0, bool) for k, v in out.items()}
+
+
+def _place_on_cluster(client, map_path, ds, rows, out, chunk, task_rows):
+    """`place` for `map_flags`: the new spectra placed in blocks of whole chunks (so in the same groups
+    as in one process) on a Dask cluster, resumable through `OUT.parts/map/`."""
+    block = max(1, task_rows // chunk) * chunk
+    map_stamp, stamp = file_stamp(map_path), file_stamp(ds.path)
+
+    def place(new):
+        r = rows[new]
+        tasks = [(map_stamp[0], map_stamp, stamp[0], stamp, r[i : i + block], chunk) for i in range(0, len(r), block)]
+        key = fingerprint({"map": map_stamp, "dataset": stamp, "chunk": chunk, "block": block,
+                           "rows": hashlib.sha256(np.ascontiguousarray(r, dtype="<i8").tobytes()).hexdigest()})
+        res = list(map_chunks(client, _place_block, tasks, parts=Parts(parts_dir(out) / "map", key)))
+        return {k: np.concatenate([x[k] for x in res]).astype(bool) for k in ("INNER", "OUTLIER")}
+
+    return place
+
+
+def map_flags(map_path, cnames: np.ndarray, read_flux, chunk: int = 2048, place=None) -> dict[str, np.ndarray]:
     """INNER / OUTLIER for each CNAME: taken from the map when it holds the spectrum, else placed on it.
 
-    `read_flux(positions)` returns the flux of the given positions in `cnames`."""
+    `read_flux(positions)` returns the flux of the given positions in `cnames`. `place(positions)`,
+    when given, places all new spectra instead ({"INNER", "OUTLIER"} for those positions, in
+    order; `_place_on_cluster`)."""
     from ..io.tables import index_of
     from ..similarity import SimilarityMap
 
@@ -119,7 +152,11 @@ def map_flags(map_path, cnames: np.ndarray, read_flux, chunk: int = 2048) -> dic
     for k in flags:
         flags[k][known] = np.asarray(m.table[k], bool)[j[known]]
     new = np.flatnonzero(~known)
-    for i in range(0, len(new), chunk):
+    if place is not None and len(new):
+        placed = place(new)
+        for k in flags:
+            flags[k][new] = placed[k]
+    for i in range(0, len(new) if place is None else 0, chunk):
         pos = new[i : i + chunk]
         placed = m.flag(read_flux(pos))
         for k in flags:
@@ -154,8 +191,9 @@ def predict(model_dir, dataset_path, out, carry=(), chunk: int = 512, rows=None,
     `device`: torch device (default CUDA when present); `threads`: CPU worker threads (default: the
     usable cores). `scheduler` (`starlabel.scheduler.connect`: 'local[:N]', an address, a scheduler
     file or a Client) labels blocks of `task_rows` rows (a whole number of chunks, so the noise
-    draws are the same) on a Dask cluster, each worker loading the bundle once; finished blocks
-    are kept in `OUT.parts/` until the table is written, so a rerun redoes only the missing ones."""
+    draws are the same) on a Dask cluster, each worker loading the bundle once, and places the
+    spectra that are not on the map (`map_path`) there too; finished blocks are kept in `OUT.parts/`
+    until the table is written, so a rerun redoes only the missing ones."""
     if noise_draws < 0:
         raise ValueError(f"noise_draws must be 0 or more, got {noise_draws}")
     ens = model_dir if isinstance(model_dir, Ensemble) else Ensemble.load(model_dir, device=device)
@@ -170,14 +208,20 @@ def predict(model_dir, dataset_path, out, carry=(), chunk: int = 512, rows=None,
     rows = np.arange(len(ds)) if rows is None else np.sort(np.asarray(rows))
     names = ens.labels.names
     cnames = np.asarray(ds.catalogue["CNAME"]).astype(str)
-    with tqdm(total=len(rows), desc="predict", unit="spectra", disable=not progress) as bar, \
-            connect(scheduler) as client:
-        if client is None:
-            mean, std, noise, bad = label_rows(ens, ds, rows, chunk, noise_draws, seed, compile, threads,
-                                               bar.update)
-        else:
-            mean, std, noise, bad = _label_on_cluster(client, model_dir, device, ds, rows, out, chunk, noise_draws,
-                                                      seed, compile, threads, task_rows, bar.update, len(names))
+    flags = None
+    with connect(scheduler) as client:
+        with tqdm(total=len(rows), desc="predict", unit="spectra", disable=not progress) as bar:
+            if client is None:
+                mean, std, noise, bad = label_rows(ens, ds, rows, chunk, noise_draws, seed, compile, threads,
+                                                   bar.update)
+            else:
+                mean, std, noise, bad = _label_on_cluster(client, model_dir, device, ds, rows, out, chunk,
+                                                          noise_draws, seed, compile, threads, task_rows, bar.update,
+                                                          len(names))
+        if map_path is not None:
+            place = None if client is None else _place_on_cluster(client, map_path, ds, rows, out, chunk, task_rows)
+            flags = map_flags(map_path, cnames[rows], lambda pos: np.nan_to_num(ds.read(rows[pos]), nan=1.0), chunk,
+                              place)
     bad_all = cnames[bad].tolist()
     if bad_all:
         warnings.warn(f"{len(bad_all)} spectra with non-finite flux get NaN labels: {', '.join(bad_all)}",
@@ -189,8 +233,7 @@ def predict(model_dir, dataset_path, out, carry=(), chunk: int = 512, rows=None,
         table[c] = ds.catalogue[c][rows]
     for c in labels.colnames:
         table[c] = labels[c]
-    if map_path is not None:
-        flags = map_flags(map_path, cnames[rows], lambda pos: np.nan_to_num(ds.read(rows[pos]), nan=1.0), chunk)
+    if flags is not None:
         table["INNER"], table["OUTLIER"] = flags["INNER"], flags["OUTLIER"]
     table.meta["MODEL"] = str(ens.path)[-68:]
     table.meta["DATASET"] = str(ds.path)[-68:]
