@@ -1,9 +1,9 @@
 """`predict` on a local Dask cluster (issue 15 §3): throughput with 1 and 2 workers, and peak memory
 per worker over up to 10⁶ spectra.
 
-    .venv/bin/python benchmarks/bench_dask_predict.py                       # the documented run: 10⁶ spectra
-    .venv/bin/python benchmarks/bench_dask_predict.py --n 100000 --members 2  # a few minutes on 2 cores
-    .venv/bin/python benchmarks/bench_dask_predict.py --source h5 --n 20000   # through the predict stage
+    .venv/bin/python benchmarks/bench_dask_predict.py                # the documented run: 10⁶ spectra, 8 networks
+    .venv/bin/python benchmarks/bench_dask_predict.py --n 100000 --members 1 --workers 0,1,2  # ≈ 6 min, 2 cores
+    .venv/bin/python benchmarks/bench_dask_predict.py --source h5 --n 20000 --members 1  # via the predict stage
 
 The bundle: `--members` paper-architecture networks (the paper kept 8) fitted for one epoch on 256
 mock spectra -- the weights do not change the cost of a prediction, so no long training is needed.
@@ -22,13 +22,13 @@ The spectra (`--source`):
   real stage, `starlabel.predict(..., scheduler=client, chunk=--chunk, task_rows=--block)`.
 
 For each worker count (`--workers 1,2`) a fresh local cluster of single-threaded worker processes is
-started as `--scheduler local:N` starts it (`starlabel.scheduler.connect`), every worker runs one warm-up task (bundle loaded, first predictions), then the
-timed run labels all `--n` spectra (`--workers 0`: the same work without Dask, in this process with
-one torch thread, for the cost of Dask itself). Printed per worker count: spectra/s (and spectra/s per
-model = spectra × members / s), and per worker the peak resident memory (the kernel's
-VmHWM of the worker process) after the warm-up and at the end -- flat memory means the end
-figure stays at the warm-up one whatever `--n` is -- plus the driver's own peak. The date and the
-load (`uptime`) are printed with the figures: the machine may be shared.
+started as `--scheduler local:N` starts it (`starlabel.scheduler.connect`), every worker runs one
+warm-up task (bundle loaded, first predictions), then the timed run labels all `--n` spectra
+(`--workers 0`: the same work without Dask, in this process with one torch thread, for the cost of
+Dask itself). Printed per worker count: spectra/s (and spectra/s per model = spectra × members / s),
+and per worker the peak resident memory (the kernel's VmHWM of the worker process) after the warm-up
+and at the end -- flat memory means the end figure does not grow with `--n` -- plus the driver's own
+peak. The date and the load (`uptime`) are printed with the figures: the machine may be shared.
 """
 
 from __future__ import annotations

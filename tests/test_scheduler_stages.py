@@ -224,3 +224,16 @@ def test_train_runs_on_worker_processes_give_the_single_process_bundle(toy_sets,
     assert len(stamps) == 3
     train(toy_sets, tmp_path / "many", scheduler=process_client, **kw)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+def test_fused_training_on_a_cluster_is_refused_before_anything_is_written(tmp_path):
+    from starlabel.model.config import preset
+    from starlabel.model.train import fit_runs
+    from toys import TOY_GRID, toy_spectra
+
+    flux, cat = toy_spectra(40)
+    y = np.stack([cat[n] for n in ("TEFF", "LOGG", "FE_H")], 1)
+    with pytest.raises(ValueError, match="fused training and a Dask scheduler"):
+        fit_runs(flux, y, ("TEFF", "LOGG", "FE_H"), TOY_GRID, preset("quick", runs=2, keep=1),
+                 checkpoint_dir=tmp_path / "c", fused=True, client=object())
+    assert not (tmp_path / "c").exists()

@@ -173,6 +173,8 @@ def fit_runs(flux: np.ndarray, y: np.ndarray, names, grid: Grid, p: Preset, seed
     (resuming from its checkpoint); the same networks as in one process with as many threads per run.
     The checkpoints must be on a file system the workers share; `callback` is then called once per
     finished run, here."""
+    if client is not None and fused:
+        raise ValueError("fused training and a Dask scheduler do not go together yet: one or the other")
     names = tuple(names)
     flux = np.asarray(flux, dtype=np.float32)
     y = np.asarray(y, dtype=float)
@@ -202,8 +204,6 @@ def fit_runs(flux: np.ndarray, y: np.ndarray, names, grid: Grid, p: Preset, seed
                         {"data_sha256": sha, "labels": list(names), "preset": p.name, "seed": seed,
                          "network": net_cfg.to_dict(), "train": cfg.to_dict()}, ckpt_dir.parent)
 
-    if client is not None and fused:
-        raise ValueError("fused training and a Dask scheduler do not go together yet: one or the other")
     build = torch.device("cpu") if client is not None else device  # on a cluster each worker moves it
     to = lambda a: torch.as_tensor(a, dtype=torch.float32).to(build)  # noqa: E731
     w = None if weights is None else np.asarray(weights, dtype=float)
