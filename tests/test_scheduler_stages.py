@@ -237,3 +237,12 @@ def test_fused_training_on_a_cluster_is_refused_before_anything_is_written(tmp_p
         fit_runs(flux, y, ("TEFF", "LOGG", "FE_H"), TOY_GRID, preset("quick", runs=2, keep=1),
                  checkpoint_dir=tmp_path / "c", fused=True, client=object())
     assert not (tmp_path / "c").exists()
+
+
+def test_a_bad_scheduler_fails_before_any_work(survey, toy_sets, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "nothing"
+    assert main(["prepare", str(survey / "catalogue.fits"), str(survey / "spectra"), "--out", str(out / "d.h5"),
+                 "--scheduler", "nowhere", "--no-progress"]) == 2
+    assert main(["train", str(toy_sets), "--out", str(out / "model"), "--scheduler", "local:0", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--scheduler 'nowhere'" in err and "at least 1 worker" in err and not out.exists()

@@ -28,6 +28,7 @@ from ..io.dataset import Dataset
 from ..io.lock import output_lock
 from ..model.ensemble import Ensemble, Prediction
 from ..scheduler import Parts, cached, connect, file_stamp, fingerprint, map_chunks, worker_threads
+from ..scheduler import parse as parse_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,7 @@ def predict(model_dir, dataset_path, out, carry=(), chunk: int = 512, rows=None,
     until the table is written, so a rerun redoes only the missing ones."""
     if noise_draws < 0:
         raise ValueError(f"noise_draws must be 0 or more, got {noise_draws}")
+    parse_scheduler(scheduler)  # a bad --scheduler fails before any work
     ens = model_dir if isinstance(model_dir, Ensemble) else Ensemble.load(model_dir, device=device)
     ds = Dataset(dataset_path)
     ens.check_grid(ds.grid, source=str(ds.path))

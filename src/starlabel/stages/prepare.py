@@ -73,6 +73,7 @@ from ..continuum import fast_median, fit_continuum, robust_sigma
 from ..labels import float_column
 from ..lsf import degrade
 from ..scheduler import Parts, connect, fingerprint, map_chunks
+from ..scheduler import parse as parse_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -495,6 +496,8 @@ def prepare(catalogue, spectra_dir, out, settings: PrepareSettings | None = None
     from tqdm.auto import tqdm
 
     settings = settings or PrepareSettings()
+    if parse_scheduler(scheduler)[0] != "none" and settings.workers > 1:  # (a bad --scheduler fails here)
+        log.info("--scheduler given: the chunks go to the Dask cluster, --workers %d is not used", settings.workers)
     if isinstance(catalogue, Table):
         cat = catalogue
         missing = [c for c in REQUIRED_COLUMNS if c not in cat.colnames]

@@ -20,6 +20,7 @@ from ..labels import DEFAULT_LABELS, float_column, label_matrix
 from ..model.config import preset as get_preset
 from ..model.ensemble import Ensemble
 from ..scheduler import connect, n_workers
+from ..scheduler import parse as parse_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ def train(sets_path, out_dir, labels=DEFAULT_LABELS, runs: int | None = None, ke
     checkpoints into `out_dir` (a shared file system on a cluster), so a rerun resumes as here. The
     networks are the same as from one process training with as many threads."""
     labels = tuple(labels)
+    parse_scheduler(scheduler)  # a bad --scheduler fails before any work
     p = get_preset(preset, runs=runs, keep=keep, **train_overrides)
     configure_threads(threads)
     out = Path(out_dir)
