@@ -33,6 +33,10 @@ def add_parser(sub):
                         "within 1 K / 0.001 dex of fp32 (else fp32 is used and a warning says why); auto tries "
                         "bf16 then fp16 (GPU)")
     p.add_argument("--threads", type=int, help="CPU threads (default: the cores this process may use)")
+    p.add_argument("--scheduler", metavar="local[:N]|ADDRESS|FILE",
+                   help="label on a Dask cluster: 'local:N' starts N single-threaded worker processes here; "
+                        "tcp://host:port or a scheduler file connects to a running one (e.g. dask-jobqueue on "
+                        "SLURM, see the README); finished blocks are kept in OUT.parts/ and not redone on rerun")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=run)
 
@@ -45,5 +49,5 @@ def run(args):
                    compile=args.compile, noise_draws=args.noise_draws, seed=args.seed,
                    device=args.device, threads=args.threads, precision=args.precision,
                    progress=not args.no_progress, model_spectra=args.model_spectra,
-                   domain_threshold=args.domain_threshold)
+                   domain_threshold=args.domain_threshold, scheduler=args.scheduler)
     print(f"wrote {path}")

@@ -15,6 +15,10 @@ def add_parser(sub):
                         "UVES580; or NAME:start:stop:step[:R] segments (default: the paper's HR10,HR21)")
     p.add_argument("--chunk", type=int, default=256, help="stars per work unit (default 256)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--scheduler", metavar="local[:N]|ADDRESS|FILE",
+                   help="read and clean the chunks of stars on a Dask cluster instead of --workers processes: "
+                        "'local:N' starts N worker processes here, tcp://host:port or a scheduler file connects to "
+                        "a running one (see the README); finished chunks are kept in OUT.parts/ and not redone")
     p.add_argument("--normalise", action="store_true",
                    help="fit and divide a continuum (for unnormalised spectra, e.g. ESO Phase 3; reads the "
                         "final_spectrum + final_ivar of Gaia-ESO products instead of normalised_spectrum)")
@@ -52,7 +56,7 @@ def run(args):
                                match_resolution=not args.no_resolution_matching,
                                chunk=args.chunk, workers=args.workers)
     path, n, rejects = prepare(args.catalogue, args.spectra_dir, args.out, settings,
-                               progress=not args.no_progress)
+                               progress=not args.no_progress, scheduler=args.scheduler)
     from ..io.fits_check import is_warning
 
     n_warn = sum(is_warning(r) for r in rejects["REASON"])

@@ -29,6 +29,10 @@ def add_parser(sub):
     p.add_argument("--fused", action="store_true",
                    help="train all runs together as one fused network (each keeps its own seed, data order, "
                         "learning rate and early stopping; meant for GPUs: on a CPU it was slower per run, see README)")
+    p.add_argument("--scheduler", metavar="local[:N]|ADDRESS|FILE",
+                   help="train the runs as tasks on a Dask cluster, one per worker: 'local:N' starts N worker "
+                        "processes here, tcp://host:port or a scheduler file connects to a running one (see the "
+                        "README); the workers write the checkpoints into --out, so a rerun resumes")
     p.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=int, help="CPU threads (default: the cores this process may use: CPU affinity, cgroup quota)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
@@ -45,5 +49,5 @@ def run(args):
     labels = [s.strip() for s in args.labels.split(",") if s.strip()]
     path = train(args.sets, args.out, labels=labels, runs=args.runs, keep=args.keep, preset=args.preset,
                  seed=args.seed, device=args.device, threads=args.threads, fused=args.fused,
-                 progress=not args.no_progress, **overrides)
+                 progress=not args.no_progress, scheduler=args.scheduler, **overrides)
     print(f"wrote {path}")

@@ -88,7 +88,7 @@ class Ensemble:
     def fit(cls, flux, labels, names=DEFAULT_LABELS, grid: Grid | None = None, config: str | Preset = "quick",
             runs: int | None = None, keep: int | None = None, seed: int = 0, ids=None, weights=None,
             checkpoint_dir=None, callback=None, device=None, progress: bool = False,
-            fused: bool = False) -> "Ensemble":
+            fused: bool = False, client=None, threads: int | None = None) -> "Ensemble":
         """Train `runs` networks on (flux (N, P), labels (N, L) or a table with the `names` columns)
         and keep the `keep` best.
 
@@ -97,14 +97,15 @@ class Ensemble:
         `ids`: one name per spectrum (CNAMEs), recorded in the bundle's split. `weights` (N, L):
         per-star, per-label loss weights. With `checkpoint_dir` an interrupted fit resumes
         there; `callback(run, epoch, state)` is called after every epoch. `fused`: train the runs together
-        as one fused network (needs `checkpoint_dir`)."""
+        as one fused network (needs `checkpoint_dir`). `client`: a dask.distributed Client that trains
+        each run as one task on its workers (`train.fit_runs`)."""
         if hasattr(labels, "colnames"):  # a table with one column per label name
             labels = label_matrix(labels, names)
         p = get_preset(config) if isinstance(config, str) else config
         if runs is not None or keep is not None:
             p = replace(p, runs=p.runs if runs is None else runs, keep=p.keep if keep is None else keep)
         rec = fit_runs(flux, labels, names, grid or Grid.default(), p, seed, ids, weights, checkpoint_dir,
-                       callback, device, progress, fused)
+                       callback, device, progress, fused, client=client, threads=threads)
         networks = []
         for i in rec.kept:
             net = Network(rec.network)

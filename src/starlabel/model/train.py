@@ -116,13 +116,65 @@ def _check_settings(path: Path, settings: dict, where) -> None:
     log.info("resuming the training in %s", where)
 
 
+def data_to(data: TrainingData, device: torch.device) -> TrainingData:
+    """The same training data on another device (a Dask worker's own CPU or GPU)."""
+    move = lambda t: None if t is None else t.to(device)  # noqa: E731
+    noise = data.noise
+    if noise is not None:
+        noise = NoiseAugment.__new__(NoiseAugment)
+        noise.__dict__.update(data.noise.__dict__, sigma=data.noise.sigma.to(device))
+    return TrainingData(move(data.x_train), move(data.y_train), move(data.x_test), move(data.y_test),
+                        move(data.w_train), move(data.w_test), noise)
+
+
+def _run_task(index: int, seed: int, net_cfg: NetworkConfig, cfg: TrainConfig, data: TrainingData, ckpt_path,
+              device, threads) -> RunResult:
+    """One Dask task: one training run on a worker, on `device` (default: CUDA when the worker has
+    one) with `scheduler.worker_threads` torch threads; its checkpoint goes to `ckpt_path` as in one
+    process. The weights come back on the CPU."""
+    from ..cores import configure_threads
+    from ..scheduler import worker_threads
+
+    configure_threads(worker_threads(threads))
+    dev = pick_device(device)
+    r = train_run(index, seed, net_cfg, cfg, data_to(data, dev), None if ckpt_path is None else Path(ckpt_path),
+                  dev, None, False)
+    return RunResult(r.state, {k: v.cpu() for k, v in r.best.items()}, {k: v.cpu() for k, v in r.snapshots.items()})
+
+
+def _runs_on_cluster(client, seeds, net_cfg, cfg, data, ckpt_dir, device, threads, callback, progress):
+    """Every run as one Dask task (the data sent to each worker once); results in run order."""
+    from tqdm.auto import tqdm
+
+    from ..scheduler import map_chunks
+
+    shared = client.scatter(data, broadcast=True, hash=False)
+    tasks = [(i, s, net_cfg, cfg, shared, None if ckpt_dir is None else str(ckpt_dir.resolve() / f"run{i}.safetensors"),
+              device, threads) for i, s in seeds]
+    results = []
+    with tqdm(total=len(tasks), desc="runs", unit="run", disable=not progress) as bar:
+        for r in map_chunks(client, _run_task, tasks):
+            results.append(r)
+            bar.update(1)
+            if callback is not None:
+                callback(r.state.index, r.state.epoch, r.state.to_json())
+    return results
+
+
 def fit_runs(flux: np.ndarray, y: np.ndarray, names, grid: Grid, p: Preset, seed: int = 0, ids=None,
              weights: np.ndarray | None = None, checkpoint_dir=None, callback=None, device=None,
-             progress: bool = True, fused: bool = False) -> TrainingRecord:
+             progress: bool = True, fused: bool = False, client=None, threads: int | None = None) -> TrainingRecord:
     """Train `p.runs` networks that differ only in their seed on one fixed random split of (flux, y)
     and keep the `p.keep` with the lowest test loss. With `checkpoint_dir` every epoch is
     checkpointed there and a second call resumes (other data or settings are refused). `fused`: all
-    runs advance together as one fused network (`fused_train.py`; needs `checkpoint_dir`)."""
+    runs advance together as one fused network (`fused_train.py`; needs `checkpoint_dir`).
+    `client` (a dask.distributed Client): each run is one task on the cluster, on the worker's own
+    device with `threads` torch threads (default `scheduler.worker_threads`), retried when it fails
+    (resuming from its checkpoint); the same networks as in one process with as many threads per run.
+    The checkpoints must be on a file system the workers share; `callback` is then called once per
+    finished run, here."""
+    if client is not None and fused:
+        raise ValueError("fused training and a Dask scheduler do not go together yet: one or the other")
     names = tuple(names)
     flux = np.asarray(flux, dtype=np.float32)
     y = np.asarray(y, dtype=float)
@@ -132,7 +184,7 @@ def fit_runs(flux: np.ndarray, y: np.ndarray, names, grid: Grid, p: Preset, seed
     if flux.shape[1] != grid.n_pixels:
         raise ValueError(f"flux has {flux.shape[1]} pixels but the grid {grid.names} has {grid.n_pixels}")
     ids = np.asarray([f"{i}" for i in range(len(y))] if ids is None else ids).astype(str)
-    device = pick_device(device)
+    asked_device, device = device, pick_device(device)
     net_cfg = replace(p.network, n_pixels=flux.shape[1], n_labels=len(names))
     cfg = p.train
     tr, te = split_indices(len(y), cfg.test_fraction, seed)
@@ -152,11 +204,12 @@ def fit_runs(flux: np.ndarray, y: np.ndarray, names, grid: Grid, p: Preset, seed
                         {"data_sha256": sha, "labels": list(names), "preset": p.name, "seed": seed,
                          "network": net_cfg.to_dict(), "train": cfg.to_dict()}, ckpt_dir.parent)
 
-    to = lambda a: torch.as_tensor(a, dtype=torch.float32).to(device)  # noqa: E731
+    build = torch.device("cpu") if client is not None else device  # on a cluster each worker moves it
+    to = lambda a: torch.as_tensor(a, dtype=torch.float32).to(build)  # noqa: E731
     w = None if weights is None else np.asarray(weights, dtype=float)
     data = TrainingData(to(flux[tr]), to(labelset.to_network(y[tr])), to(flux[te]), to(labelset.to_network(y[te])),
                         None if w is None else to(w[tr]), None if w is None else to(w[te]),
-                        NoiseAugment(flux[tr], list(grid.slices().values()), cfg.noise_augment, device,
+                        NoiseAugment(flux[tr], list(grid.slices().values()), cfg.noise_augment, build,
                                      cfg.mask_setups)
                         if cfg.noise_augment > 0 or cfg.mask_setups > 0 else None)
     if fused:
@@ -166,9 +219,13 @@ def fit_runs(flux: np.ndarray, y: np.ndarray, names, grid: Grid, p: Preset, seed
 
         together = train_fused([(i, run_seed(seed, i)) for i in range(p.runs)], net_cfg, cfg, data, ckpt_dir,
                                device, callback, progress)
+    if client is not None:
+        together = _runs_on_cluster(client, [(i, run_seed(seed, i)) for i in range(p.runs)], net_cfg, cfg, data,
+                                    ckpt_dir, None if asked_device is None else str(asked_device), threads, callback,
+                                    progress)
     results = []
     for i in range(p.runs):
-        r = together[i] if fused else train_run(
+        r = together[i] if fused or client is not None else train_run(
             i, run_seed(seed, i), net_cfg, cfg, data,
             None if ckpt_dir is None else ckpt_dir / f"run{i}.safetensors", device, callback, progress)
         st = r.state

@@ -50,6 +50,7 @@ process pool), so memory is bounded by `chunk × workers` spectra.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import multiprocessing as mp
@@ -71,6 +72,8 @@ from ..io.spectra import (CNAME_PATTERN, SETUP_CODES, SPECTRUM_SUFFIXES, Spectru
 from ..continuum import fast_median, fit_continuum, robust_sigma
 from ..labels import float_column
 from ..lsf import degrade
+from ..scheduler import Parts, connect, fingerprint, map_chunks
+from ..scheduler import parse as parse_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -463,17 +466,38 @@ def _prepare_chunk(task):
     return kept, flux[:k], mask[:k], infos, rejects, pop_library_warnings()
 
 
+def _prepare_part(items, settings) -> dict:
+    """One Dask task: `_prepare_chunk` as a dict of arrays and JSON values (a `scheduler.Parts` entry)."""
+    kept, flux, mask, infos, rejects, warned = _prepare_chunk((items, settings))
+    return {"kept": np.asarray(kept, dtype=np.int64), "flux": flux, "mask": mask, "infos": infos,
+            "rejects": [list(r) for r in rejects], "warnings": dict(warned)}
+
+
+def _from_part(r: dict) -> tuple:
+    """Back to `_prepare_chunk`'s tuple, whether the part came from a worker or from disk."""
+    return ([int(k) for k in r["kept"]], r["flux"], r["mask"], list(r["infos"]),
+            [tuple(x) for x in r["rejects"]], Counter(r["warnings"]))
+
+
 # ---------------------------------------------------------------- the stage
 
-def prepare(catalogue, spectra_dir, out, settings: PrepareSettings | None = None, progress: bool = True):
+def prepare(catalogue, spectra_dir, out, settings: PrepareSettings | None = None, progress: bool = True,
+            scheduler=None):
     """Prepare every catalogue star whose spectra are in `spectra_dir`; write the dataset `out`.
 
     `catalogue` is a path or an astropy Table with CNAME (SETUP, VRAD, FILENAME, SPEC_RES used
     when present). Returns (output path, number of stars written, rejects Table).
+    `scheduler` (`starlabel.scheduler.connect`: 'local[:N]', an address, a scheduler file or a
+    Client): the chunks of stars are read and cleaned on a Dask cluster instead of
+    `settings.workers` local processes, and written here in order, so the dataset is the same;
+    finished chunks wait in `OUT.parts/` until it is written, and a rerun redoes only the others
+    (it assumes the spectrum files did not change in between).
     """
     from tqdm.auto import tqdm
 
     settings = settings or PrepareSettings()
+    if parse_scheduler(scheduler)[0] != "none" and settings.workers > 1:  # (a bad --scheduler fails here)
+        log.info("--scheduler given: the chunks go to the Dask cluster, --workers %d is not used", settings.workers)
     if isinstance(catalogue, Table):
         cat = catalogue
         missing = [c for c in REQUIRED_COLUMNS if c not in cat.colnames]
@@ -506,9 +530,19 @@ def prepare(catalogue, spectra_dir, out, settings: PrepareSettings | None = None
     infos: list[dict] = []
     warned: Counter = Counter()
     bar = tqdm(total=len(items), unit="star", desc="prepare", disable=not progress)
-    pool = mp.get_context("fork").Pool(settings.workers) if settings.workers > 1 else None
+    pool = None
+    stack = contextlib.ExitStack()  # the Dask client, when there is one
     try:
-        results = pool.imap(_prepare_chunk, tasks) if pool else map(_prepare_chunk, tasks)
+        client = stack.enter_context(connect(scheduler))
+        if client is not None:
+            key = fingerprint({"tasks": [[it[:3] + (sorted((k, str(v)) for k, v in it[3].items()), it[4])
+                                          for it in t[0]] for t in tasks], "settings": settings.to_dict()})
+            parts = Parts(Path(out).with_name(Path(out).name + ".parts"), key)
+            results = (_from_part(r) for r in map_chunks(client, _prepare_part, tasks, parts=parts))
+        else:
+            parts = None
+            pool = mp.get_context("fork").Pool(settings.workers) if settings.workers > 1 else None
+            results = pool.imap(_prepare_chunk, tasks) if pool else map(_prepare_chunk, tasks)
         with DatasetWriter(out, settings.grid, settings.to_dict(), chunk_rows=min(256, settings.chunk)) as w:
             for (kept, flux, mask, info, rej, warn), (chunk_items, _) in zip(results, tasks):
                 w.append(flux, mask)
@@ -519,10 +553,13 @@ def prepare(catalogue, spectra_dir, out, settings: PrepareSettings | None = None
                 bar.update(len(chunk_items))
             rej_table = Table(rows=rejects, names=REJECT_COLUMNS, dtype=(str,) * 4) if rejects else empty_rejects()
             path = w.close(_with_info(cat[kept_rows], infos, settings.grid), rej_table)
+        if parts is not None:  # the dataset is written: the finished chunks are no longer needed
+            parts.remove()
     finally:
         bar.close()
         if pool:
             pool.terminate()
+        stack.close()
     warned.update(pop_library_warnings())
     _report(len(cat), len(kept_rows), rejects, infos, warned)
     return path, len(kept_rows), rej_table

@@ -19,6 +19,8 @@ from ..io.lock import output_lock
 from ..labels import DEFAULT_LABELS, float_column, label_matrix
 from ..model.config import preset as get_preset
 from ..model.ensemble import Ensemble
+from ..scheduler import connect, n_workers
+from ..scheduler import parse as parse_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +74,20 @@ def label_weights(table, labels) -> np.ndarray:
 
 def train(sets_path, out_dir, labels=DEFAULT_LABELS, runs: int | None = None, keep: int | None = None,
           preset: str = "quick", seed: int = 0, *, device=None, threads: int | None = None, callback=None,
-          progress: bool = True, fused: bool = False, **train_overrides) -> Path:
+          progress: bool = True, fused: bool = False, scheduler=None, **train_overrides) -> Path:
     """Train an ensemble on the SET == 'train' rows of `sets_path` and write the bundle to `out_dir`.
 
     `runs`/`keep` (default: the preset's, 10 and 8) and `train_overrides` (TrainConfig fields, e.g.
     max_epochs=5) change the preset. `callback(run, epoch, state)` is called after each epoch's
     checkpoint is on disk. Re-running with the same arguments resumes; different data or settings
     are refused. `fused`: train all runs together as one fused network (model/fused_train.py); `threads`:
-    default the cores this process may use (starlabel.cores)."""
+    default the cores this process may use (starlabel.cores). `scheduler` (`starlabel.scheduler.connect`:
+    'local[:N]', an address, a scheduler file or a Client): each run is one task on a Dask cluster, one
+    per worker (or GPU), each with `threads` torch threads (default 1); the workers write the
+    checkpoints into `out_dir` (a shared file system on a cluster), so a rerun resumes as here. The
+    networks are the same as from one process training with as many threads."""
     labels = tuple(labels)
+    parse_scheduler(scheduler)  # a bad --scheduler fails before any work
     p = get_preset(preset, runs=runs, keep=keep, **train_overrides)
     configure_threads(threads)
     out = Path(out_dir)
@@ -90,13 +97,17 @@ def train(sets_path, out_dir, labels=DEFAULT_LABELS, runs: int | None = None, ke
     created = [d for d in (out, out / "checkpoints") if not d.exists()]
     try:
         with output_lock(out, directory=True):
-            ens = Ensemble.fit(flux, y, names=labels, grid=ds.grid, config=p, seed=seed, ids=cnames, weights=w,
-                               checkpoint_dir=out / "checkpoints", callback=callback, device=device,
-                               progress=progress, fused=fused)
+            with connect(scheduler) as client:
+                ens = Ensemble.fit(flux, y, names=labels, grid=ds.grid, config=p, seed=seed, ids=cnames, weights=w,
+                                   checkpoint_dir=out / "checkpoints", callback=callback, device=device,
+                                   progress=progress, fused=fused, client=client, threads=threads)
+                workers = None if client is None else n_workers(client)
             del flux
             test_rows = rows[ens.record.test_idx]
-            return ens.save(out, test_rows=test_rows,
-                            provenance={"sets": str(Path(sets_path).resolve()), "n_dropped_nonfinite": n_drop})
+            provenance = {"sets": str(Path(sets_path).resolve()), "n_dropped_nonfinite": n_drop}
+            if workers:
+                provenance["dask_workers"] = workers
+            return ens.save(out, test_rows=test_rows, provenance=provenance)
     except OSError:
         _remove_unused_checkpoints(out / "checkpoints", created)
         raise
