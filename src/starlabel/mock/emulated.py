@@ -18,8 +18,8 @@ from functools import lru_cache
 import numpy as np
 
 from ..grid import resample
-from .emulator import EMU_GRID, LABELS, Emulator, emu_wavelength
 from . import engine
+from .emulator import EMU_GRID, LABELS, Emulator, emu_wavelength
 from .engine import C_KMS, broaden, macroturbulence, microturbulence
 
 log = logging.getLogger(__name__)
@@ -31,10 +31,8 @@ EDGE = 1.0  # Å kept clear of each window edge, where the broadening kernel run
 
 @lru_cache(maxsize=4)
 def load(path: str | None = None) -> Emulator:
-    """The shipped emulator (or the one at `path`), loaded once per process, single-threaded."""
-    import torch
-
-    torch.set_num_threads(1)  # called in forked survey workers: one thread each
+    """The shipped emulator (or the one at `path`), loaded once per process. (It leaves torch's thread
+    count alone: a process that synthesises a survey may train or predict next.)"""
     return Emulator.load(path)
 
 
@@ -50,11 +48,9 @@ def label_vector(teff, logg, feh, abundances: dict | None, vmic: float) -> np.nd
 
 def outside_box(truth, emulator: str | None = None) -> int:
     """How many rows of a mock truth table lie outside the emulator's label box (they get clipped)."""
-    from .engine import microturbulence as vmic_of
-
     emu = load(emulator)
     x = np.column_stack([np.asarray(truth[c], float) for c in ("TEFF", "LOGG", "FE_H", "MG_FE", "AL_FE", "ALPHA_FE")])
-    x = np.column_stack([x, vmic_of(x[:, 0], x[:, 1])])
+    x = np.column_stack([x, microturbulence(x[:, 0], x[:, 1])])
     return int(np.sum(np.any((x < emu.lo) | (x > emu.hi), axis=1)))
 
 
