@@ -61,3 +61,8 @@ def test_predict_stage_records_the_precision_it_used(toy_bundle, toy_sets, tmp_p
                   precision="bf16")
     t = Table.read(out)
     assert t.meta["PRECISN"] in ("bf16", "fp32") and np.isfinite(t["TEFF_CNN"]).all()
+
+
+def test_choose_without_a_sample_keeps_fp32(ens_and_flux):
+    ens, flux = ens_and_flux
+    assert precision.choose(ens, flux[:0], "auto") == "fp32"

@@ -55,6 +55,9 @@ def choose(ensemble, sample, requested: str = "auto") -> str:
     "auto", the first of bf16, fp16 that passes (fp16 only on a GPU); else fp32. Logs the errors."""
     if requested == "fp32":
         return "fp32"
+    if len(sample) == 0:
+        log.warning("no finite spectrum to check %s against fp32 on: labelling in fp32", requested)
+        return "fp32"
     candidates = [requested] if requested != "auto" else (["bf16", "fp16"] if ensemble.device.type == "cuda"
                                                           else ["bf16"])
     for precision in candidates:
