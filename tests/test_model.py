@@ -295,6 +295,7 @@ def test_noise_augment_adds_each_spectrums_own_noise():
     np.testing.assert_array_equal(added, again)
 
 
+@pytest.mark.slow
 def test_mask_setups_fills_one_setup_with_exactly_one():
     """Missing-setup augmentation: about the asked share of spectra lose one setup, replaced by exactly
     1.0 (what prepare writes for a missing setup, no noise on it), the other setup keeps its noise, the
