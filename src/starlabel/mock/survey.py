@@ -371,9 +371,10 @@ def _work(job: dict) -> tuple[int, str]:
     return job["index"], ";".join(found)
 
 
-def _jobs(truth: Table, seed: int, spectra_dir: Path, engine_name: str = "onelayer"):
+def _jobs(truth: Table, seed: int, spectra_dir: Path, engine_name: str):
     for i, r in enumerate(truth):
-        yield {"index": i, "seed": [seed, 3, i], "dir": str(spectra_dir), "engine": engine_name, "cname": str(r["CNAME"]),
+        yield {"index": i, "seed": [seed, 3, i], "dir": str(spectra_dir), "engine": engine_name,
+               "cname": str(r["CNAME"]),
                "object": str(r["OBJECT"] or r["CNAME"]), "teff": float(r["TEFF"]), "logg": float(r["LOGG"]),
                "feh": float(r["FE_H"]), "mg_fe": float(r["MG_FE"]), "al_fe": float(r["AL_FE"]),
                "alpha_fe": float(r["ALPHA_FE"]),
@@ -405,7 +406,8 @@ def make_survey(out: str | Path, n_stars: int, seed: int = 0, workers: int = 2, 
     if manifest.exists() and not overwrite:
         old = json.loads(manifest.read_text())
         old.setdefault("engine", "onelayer")  # surveys written before the engine choice existed
-        if {k: old.get(k) for k in ("n_stars", "seed", "engine")} != {k: settings[k] for k in ("n_stars", "seed", "engine")}:
+        keys = ("n_stars", "seed", "engine")
+        if {k: old.get(k) for k in keys} != {k: settings[k] for k in keys}:
             raise ValueError(f"{out} already holds a mock survey made with {old}; "
                              "use another directory or overwrite=True (--overwrite)")
     spectra_dir = out / "spectra"
