@@ -8,26 +8,14 @@ from astropy.io import fits
 from astropy.table import Table
 
 from starlabel.cli import main
-from starlabel.grid import GIRAFFE_NATIVE, Grid
+from starlabel.grid import Grid
 from starlabel.io.catalogue import CatalogueError, read_catalogue
 from starlabel.io.dataset import MASK_MISSING_SETUP, MASK_NAN, MASK_REPAIRED, MASK_UNCOVERED, Dataset
 from starlabel.io.spectra import (Spectrum, SpectrumError, air_to_vac, read_spectrum, vac_to_air,
                                   write_ges_fits, write_phase3_fits)
 from starlabel.stages.prepare import PrepareSettings, fit_continuum, prepare, prepare_spectrum, repair
 
-C = 299792.458
-
-
-def native(setup):
-    lo, hi, step = GIRAFFE_NATIVE[setup]
-    return np.arange(lo, hi + step / 2, step)
-
-
-def star_flux(wave, vrad, rng, lines=(5528.41, 5557.06, 8542.09, 8806.76), noise=0.005):
-    flux = np.ones_like(wave)
-    for c in lines:
-        flux -= 0.5 * np.exp(-0.5 * ((wave - c * (1 + vrad / C)) / 0.2) ** 2)
-    return flux + rng.normal(0, noise, wave.size)
+from toys import mixed_format_survey, native, star_flux
 
 
 # ---------------------------------------------------------------- cleaning
@@ -154,36 +142,7 @@ def test_catalogue_reader_cleans_and_complains(tmp_path):
 
 @pytest.fixture
 def survey(tmp_path):
-    """Six stars: four good, one missing HR21, one with a corrupt HR10, one with NaNs, one without VRAD."""
-    rng = np.random.default_rng(3)
-    spectra = tmp_path / "spectra"
-    spectra.mkdir()
-    names = ["good1", "good2", "good3", "good4", "nohr21", "corrupt", "nans", "novrad"]
-    vrads = [12.0, -80.0, 150.0, 0.0, 5.0, 5.0, 5.0, np.nan]
-    for name, v in zip(names, vrads):
-        for setup in ("HR10", "HR21"):
-            wave = native(setup)
-            flux = star_flux(wave, 0.0 if np.isnan(v) else v, rng)
-            if name == "nans":
-                flux[:300] = np.nan
-            if name == "nohr21" and setup == "HR21":
-                continue
-            p = spectra / f"{name}_{setup}.fits"
-            write_ges_fits(p, wave[0], 0.05, flux, np.full(wave.size, 0.005), dict(CNAME=name, SETUP=setup))
-            if name == "corrupt" and setup == "HR10":
-                p.write_bytes(p.read_bytes()[:3000])
-    # good4 as text (HR10) and Phase 3 (HR21) files instead of GES FITS
-    for setup in ("HR10", "HR21"):
-        s = read_spectrum(spectra / f"good4_{setup}.fits")
-        (spectra / f"good4_{setup}.fits").unlink()
-        if setup == "HR10":
-            np.savetxt(spectra / "good4_HR10.txt", np.c_[s.wave, s.flux])
-        else:
-            write_phase3_fits(spectra / "good4_HR21.fits", s.wave / 10, s.flux, wave_unit="nm")
-    cat = Table({"CNAME": names + ["good1"], "SETUP": ["HR10|HR21"] * 9, "VRAD": vrads + [12.0],
-                 "TEFF": np.arange(9.0)})
-    cat.write(tmp_path / "catalogue.fits")
-    return tmp_path
+    return mixed_format_survey(tmp_path)
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -8,7 +8,7 @@ from astropy.table import Table
 import starlabel.stages.predict as predict_stage
 from starlabel.cli import main
 from starlabel.stages.predict import parts_dir, predict
-from toys import make_sets
+from toys import make_sets, mixed_format_survey
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,10 @@ def test_predict_retries_a_failing_block_and_resumes_after_a_failure(toy_bundle,
 
 # ---------------------------------------------------------------- prepare
 
-from test_prepare import survey  # noqa: E402,F401  (the mock survey of the prepare tests: a fixture)
+@pytest.fixture
+def survey(tmp_path):
+    return mixed_format_survey(tmp_path)
+
 
 import starlabel.stages.prepare as prepare_stage  # noqa: E402
 from starlabel.io.dataset import Dataset  # noqa: E402
