@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy.table import Table
 
-from ..grid import Grid, resample, setup_resolution
+from ..grid import Grid, setup_resolution
 
 log = logging.getLogger(__name__)
 
