@@ -90,10 +90,17 @@ def connect(spec):
         # glibc's adaptive mmap threshold: torch's megabyte-sized activations are then mmap'ed and
         # page-faulted afresh at every layer, and CPU inference ran 1.6x slower (1021 -> 655
         # spectra/s, benchmarks/bench_dask_predict.py, 2026-11-30). Workers keep glibc's defaults.
-        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
-                LocalCluster(n_workers=value, threads_per_worker=1, processes=True, dashboard_address=":0",
-                             silence_logs=logging.WARNING) as cluster, Client(cluster) as client:
-            yield client
+        # Any earlier Dask cluster of this process leaves the variable in os.environ, where the new
+        # workers would inherit it: it is kept out of the environment while this cluster runs.
+        inherited = os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+        try:
+            with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
+                    LocalCluster(n_workers=value, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                 silence_logs=logging.WARNING) as cluster, Client(cluster) as client:
+                yield client
+        finally:
+            if inherited is not None:
+                os.environ["MALLOC_TRIM_THRESHOLD_"] = inherited
         return
     try:
         client = Client(scheduler_file=value) if kind == "file" else Client(value, timeout="30s")

@@ -67,6 +67,11 @@ def label_rows(ens: Ensemble, ds: Dataset, rows: np.ndarray, chunk: int, noise_d
     return mean, std, noise, np.asarray(bad, dtype=np.int64)
 
 
+def _rows_sha(rows) -> str:
+    """sha256 of a row selection: part of a --scheduler job's fingerprint."""
+    return hashlib.sha256(np.ascontiguousarray(rows, dtype="<i8").tobytes()).hexdigest()
+
+
 def parts_dir(out) -> Path:
     """Where the finished blocks of a --scheduler run wait for the output table."""
     return Path(out).with_name(Path(out).name + ".parts")
@@ -97,7 +102,7 @@ def _label_on_cluster(client, model_dir, device, ds, rows, out, chunk, noise_dra
     tasks = [(str(model_dir), model_stamp, device, stamp[0], stamp, rows[i : i + block], chunk, noise_draws, seed,
               compile, threads, precision) for i in range(0, len(rows), block)]
     key = fingerprint({"model": model_stamp, "dataset": stamp,
-                       "rows": hashlib.sha256(np.ascontiguousarray(rows, dtype="<i8").tobytes()).hexdigest(),
+                       "rows": _rows_sha(rows),
                        "chunk": chunk, "block": block, "noise_draws": noise_draws, "seed": seed, "compile": compile,
                        "precision": precision})
     parts = Parts(parts_dir(out), key)
@@ -137,7 +142,7 @@ def _place_on_cluster(client, map_path, ds, rows, out, chunk, task_rows):
         r = rows[new]
         tasks = [(map_stamp[0], map_stamp, stamp[0], stamp, r[i : i + block], chunk) for i in range(0, len(r), block)]
         key = fingerprint({"map": map_stamp, "dataset": stamp, "chunk": chunk, "block": block,
-                           "rows": hashlib.sha256(np.ascontiguousarray(r, dtype="<i8").tobytes()).hexdigest()})
+                           "rows": _rows_sha(r)})
         res = list(map_chunks(client, _place_block, tasks, parts=Parts(parts_dir(out) / "map", key)))
         return {k: np.concatenate([x[k] for x in res]).astype(bool) for k in ("INNER", "OUTLIER")}
 
