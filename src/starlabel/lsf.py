@@ -39,3 +39,29 @@ def degrade(wave: np.ndarray, flux: np.ndarray, r_in: float, r_out: float) -> np
     uniform = loglam[0] + step * np.arange(int((loglam[-1] - loglam[0]) / step) + 1)
     smooth = gaussian_filter1d(np.interp(uniform, loglam, flux), sigma / step, mode="nearest")
     return np.interp(loglam, uniform, smooth)
+
+
+def degrade_variance(wave: np.ndarray, var: np.ndarray, r_in: float, r_out: float) -> np.ndarray:
+    """The variance of `degrade`'s output for independent input pixels of variance `var` (finite).
+
+    The smoothed flux is Σ_j k_j f_j, so its variance is Σ_j k_j² var_j: `var` convolved with the
+    squared (discrete, normalised) Gaussian kernel of `degrade` on the same uniform ln λ grid. Degrading
+    UVES (R 47 000, 0.01 Å) to GIRAFFE HR21 (R 16 200) spreads the LSF over ≈ 20 input pixels and
+    lowers σ about 6-fold (the pixels become strongly correlated; `prepare` then averages them into
+    grid bins, see `grid.resample_variance`). The linear interpolations of `degrade` are taken as
+    exact for the variance, which holds when the kernel spans several pixels (else Σk² ≈ 1 anyway)."""
+    from scipy.ndimage import convolve1d, gaussian_filter1d
+
+    sigma = lsf_sigma(r_in, r_out)
+    if sigma == 0.0:
+        return np.asarray(var, dtype=float)
+    loglam = np.log(np.asarray(wave, dtype=float))
+    step = float(np.median(np.diff(loglam)))
+    uniform = loglam[0] + step * np.arange(int((loglam[-1] - loglam[0]) / step) + 1)
+    s = sigma / step
+    half = int(4.0 * s + 0.5)  # gaussian_filter1d's default truncation
+    impulse = np.zeros(2 * half + 1)
+    impulse[half] = 1.0
+    kernel = gaussian_filter1d(impulse, s, mode="constant")
+    smooth = convolve1d(np.interp(uniform, loglam, var), kernel**2, mode="nearest")
+    return np.interp(loglam, uniform, smooth)

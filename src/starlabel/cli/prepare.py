@@ -35,6 +35,9 @@ def add_parser(sub):
                         "SPEC_RES/RESOLUTION, or the nominal R of the setup the file names)")
     p.add_argument("--no-resolution-matching", action="store_true",
                    help="do not degrade spectra sharper than the setup's resolving power")
+    p.add_argument("--no-errors", action="store_true",
+                   help="do not write the files' error spectra as /error (it doubles the dataset's size; "
+                        "`predict --model-spectra` then estimates σ from each spectrum by DER_SNR)")
     p.add_argument("--sigma", type=float, default=5.0, help="spike threshold above the median in σ (default 5)")
     p.add_argument("--max-uncovered", type=float, default=0.03,
                    help="largest fraction of a setup that may lie outside a spectrum, filled with 1 and masked "
@@ -54,7 +57,7 @@ def run(args):
                                unnormalised=args.unnormalised, rest_frame=args.rest_frame,
                                missing_setups=args.missing_setups, input_resolution=args.input_resolution,
                                match_resolution=not args.no_resolution_matching,
-                               chunk=args.chunk, workers=args.workers)
+                               errors=not args.no_errors, chunk=args.chunk, workers=args.workers)
     path, n, rejects = prepare(args.catalogue, args.spectra_dir, args.out, settings,
                                progress=not args.no_progress, scheduler=args.scheduler)
     from ..io.fits_check import is_warning

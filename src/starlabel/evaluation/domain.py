@@ -68,6 +68,20 @@ def noise_model(flux: np.ndarray, model: np.ndarray, mask: np.ndarray | None, sl
     return np.maximum(sigma, SIGMA_FLOOR)
 
 
+def dataset_sigma(error: np.ndarray, flux: np.ndarray, model: np.ndarray, mask: np.ndarray | None,
+                  slices: dict) -> np.ndarray:
+    """(N, P) per-pixel σ from the dataset's /error rows, floored at SIGMA_FLOOR; a spectrum setup whose
+    error is NaN throughout (its file had none, or the setup is missing) falls back to `noise_model`.
+    Pixels with a NaN error inside a setup that has one (repaired, uncovered) stay NaN and are left out."""
+    sigma = np.maximum(np.asarray(error, float), SIGMA_FLOOR)
+    none = np.column_stack([~np.isfinite(sigma[:, s]).any(1) for s in slices.values()])
+    if none.any():
+        fallback = noise_model(flux, model, mask, slices)
+        for j, s in enumerate(slices.values()):
+            sigma[none[:, j], s] = fallback[none[:, j], s]
+    return sigma
+
+
 def reduced_chi2(flux: np.ndarray, model: np.ndarray, sigma: np.ndarray, mask: np.ndarray | None,
                  slices: dict) -> dict[str, np.ndarray]:
     """{setup: (N,) reduced χ²} over unmasked pixels with finite flux, model and σ (NaN where none)."""
@@ -150,9 +164,7 @@ def domain_check(dataset, labels: Table, rows, out_h5, engine: str | None = None
     model_flag = np.zeros(len(rows), np.uint8)
     used = None
     info: dict = {}
-    has_error = False
-    with h5py.File(ds.path, "r") as src:
-        has_error = "error" in src
+    has_error = ds.has_error
     with atomic_path(out_h5) as tmp, h5py.File(tmp, "w") as h5:
         out = h5.create_dataset("flux", shape=(len(rows), ds.grid.n_pixels), dtype="f4",
                                 chunks=(max(1, min(chunk, len(rows))), ds.grid.n_pixels))
@@ -163,11 +175,8 @@ def domain_check(dataset, labels: Table, rows, out_h5, engine: str | None = None
                 flux, mask = ds.read(r, mask=True)
                 m: ModelSpectra = model_spectra(labels[i : i + chunk], ds.grid, engine, resolution, emulator,
                                                 warn=False)
-                if has_error:
-                    with h5py.File(ds.path, "r") as src:
-                        sigma = np.asarray(src["error"][np.sort(r)], float)[np.argsort(np.argsort(r))]
-                else:
-                    sigma = noise_model(flux, m.flux, mask, slices)
+                sigma = dataset_sigma(ds.read_error(r), flux, m.flux, mask, slices) if has_error else \
+                    noise_model(flux, m.flux, mask, slices)
                 for s, c in reduced_chi2(flux, m.flux, sigma, mask, slices).items():
                     chi2[s][i : i + len(r)] = c
                 model_flag[i : i + len(r)] = m.flag

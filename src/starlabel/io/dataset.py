@@ -4,6 +4,8 @@ Layout (every stage after `prepare` reads this, `select` writes the same layout)
 
     /flux        float32 (N, P)  continuum-normalised flux on the grid, chunked by rows
     /mask        uint8   (N, P)  bit flags per pixel (see MASK_*); 0 = good
+    /error       float32 (N, P)  optional: 1σ error of /flux (NaN: unknown, e.g. a file without errors,
+                                 a repaired or uncovered pixel); `prepare` writes it unless --no-errors
     /wavelength  float64 (P,)    air wavelength of each pixel [Å]
     /catalogue   table, N rows   the catalogue rows, in the same order as /flux
     /rejects     table           FILE, CNAME, SETUP, REASON for every spectrum left out
@@ -66,7 +68,8 @@ class DatasetWriter:
     Use as a context manager: an exception leaves no output behind.
     """
 
-    def __init__(self, path, grid: Grid, settings: dict | None = None, chunk_rows: int = 256):
+    def __init__(self, path, grid: Grid, settings: dict | None = None, chunk_rows: int = 256,
+                 errors: bool = False):
         self.path = Path(path)
         self.grid = grid
         self._atomic = atomic_path(self.path)
@@ -80,22 +83,31 @@ class DatasetWriter:
             "mask", shape=(0, p), maxshape=(None, p), dtype="u1", chunks=(chunk_rows, p),
             compression="lzf",
         )
+        self._error = self._h5.create_dataset(  # doubles the file: only when asked for
+            "error", shape=(0, p), maxshape=(None, p), dtype="f4", chunks=(chunk_rows, p)) if errors else None
         self._h5.create_dataset("wavelength", data=grid.wavelength)
         self._h5.attrs["grid"] = grid.to_json()
         self._h5.attrs["settings"] = json.dumps(settings or {}, default=str)
         stamp(self._h5)
         self.n = 0
 
-    def append(self, flux: np.ndarray, mask: np.ndarray) -> None:
+    def append(self, flux: np.ndarray, mask: np.ndarray, error: np.ndarray | None = None) -> None:
+        """Rows of flux and mask (and of 1σ error, for a writer made with errors=True; NaN rows
+        when it is None there)."""
         flux = np.atleast_2d(flux)
         mask = np.atleast_2d(mask)
         k = len(flux)
+        if error is not None and self._error is None:
+            raise ValueError("error rows given to a DatasetWriter made without errors=True")
         if k == 0:
             return
         self._flux.resize(self.n + k, axis=0)
         self._mask.resize(self.n + k, axis=0)
         self._flux[self.n : self.n + k] = flux
         self._mask[self.n : self.n + k] = mask
+        if self._error is not None:
+            self._error.resize(self.n + k, axis=0)
+            self._error[self.n : self.n + k] = np.nan if error is None else np.atleast_2d(error)
         self.n += k
 
     def close(self, catalogue: Table, rejects: Table | None = None) -> Path:
@@ -135,6 +147,7 @@ class Dataset:
                 self.grid = Grid.from_json(f.attrs["grid"])
                 self.settings = json.loads(f.attrs.get("settings", "{}"))
                 self.n, self.n_pixels = f["flux"].shape
+                self.has_error = "error" in f and f["error"].shape == f["flux"].shape
                 self.catalogue = read_table(f, "catalogue")
                 self.rejects = read_table(f, "rejects") if "rejects" in f else empty_rejects()
         except OSError as e:
@@ -169,24 +182,43 @@ class Dataset:
                 m = (f["mask"][rows[order]][inv] if len(rows) else np.empty((0, self.n_pixels), "u1")) if mask else None
         return (flux, m) if mask else flux
 
-    def iter_chunks(self, chunk: int = 1024, rows=None, mask: bool = False) -> Iterator[tuple]:
-        """Yield (row_indices, flux[, mask]) in chunks of at most `chunk` rows."""
+    def read_error(self, rows=None) -> np.ndarray | None:
+        """The 1σ error spectra (float32, NaN where unknown) for `rows` (all when None), in the order
+        of `rows`; None when the dataset has no /error (written before it existed, or --no-errors)."""
+        if not self.has_error:
+            return None
+        with h5py.File(self.path, "r") as f:
+            if rows is None:
+                return f["error"][...]
+            rows = np.asarray(rows)
+            if not len(rows):
+                return np.empty((0, self.n_pixels), "f4")
+            order = np.argsort(rows)
+            inv = np.empty_like(order)
+            inv[order] = np.arange(len(order))
+            return f["error"][rows[order]][inv]
+
+    def iter_chunks(self, chunk: int = 1024, rows=None, mask: bool = False, error: bool = False) -> Iterator[tuple]:
+        """Yield (row_indices, flux[, mask][, error]) in chunks of at most `chunk` rows (`error`:
+        None per chunk when the dataset has no /error)."""
         rows = np.arange(self.n) if rows is None else np.sort(np.asarray(rows))
         with h5py.File(self.path, "r") as f:
             for i in range(0, len(rows), chunk):
                 r = rows[i : i + chunk]
                 sl = slice(r[0], r[-1] + 1) if len(r) and r[-1] - r[0] + 1 == len(r) else r
-                flux = f["flux"][sl]
+                out = (r, f["flux"][sl])
                 if mask:
-                    yield r, flux, f["mask"][sl]
-                else:
-                    yield r, flux
+                    out += (f["mask"][sl],)
+                if error:
+                    out += (f["error"][sl] if self.has_error else None,)
+                yield out
 
 
 def write_dataset(path, grid: Grid, flux, mask, catalogue: Table, rejects: Table | None = None,
-                  settings: dict | None = None, chunk: int = 1024) -> Path:
-    """Write a whole dataset from arrays (or from (flux, mask) chunk iterables via DatasetWriter)."""
-    with DatasetWriter(path, grid, settings) as w:
+                  settings: dict | None = None, chunk: int = 1024, error=None) -> Path:
+    """Write a whole dataset from arrays (or from (flux, mask) chunk iterables via DatasetWriter);
+    `error`: optional (N, P) 1σ errors, written as /error."""
+    with DatasetWriter(path, grid, settings, errors=error is not None) as w:
         for i in range(0, len(flux), chunk):
-            w.append(flux[i : i + chunk], mask[i : i + chunk])
+            w.append(flux[i : i + chunk], mask[i : i + chunk], None if error is None else error[i : i + chunk])
         return w.close(catalogue, rejects)

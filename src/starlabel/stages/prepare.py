@@ -31,6 +31,9 @@ Per star and setup, as Ambrosch et al. (2023) describe, plus what real survey fi
    spectrum does not reach are filled with 1 and flagged MASK_UNCOVERED if they are at
    most `max_uncovered` of the setup; otherwise the spectrum is rejected.
 5. the setups are concatenated in grid order (8669 pixels for the paper's grid).
+6. the error spectrum (not in the paper; `errors=True`, the default; `--no-errors` leaves it out)
+   goes through the same steps into the dataset's /error (1σ, float32, NaN where unknown; see
+   `prepare_spectrum`), so that `predict --model-spectra` can weigh residuals by it.
 
 Files are matched to catalogue rows by CNAME wherever it appears: in the file name (the GES
 pattern HHMMSSss±DDMMSSs anywhere, e.g. gir_<CNAME>_H875.7.fit, or <CNAME>_<SETUP>.*), in the
@@ -62,7 +65,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-from ..grid import Grid, Setup, resample, setup_resolution
+from ..grid import Grid, Setup, resample, resample_variance, setup_resolution
 from ..io.catalogue import read_catalogue, resolve_rows
 from ..io.dataset import (MASK_MISSING_SETUP, MASK_NAN, MASK_REPAIRED, MASK_UNCOVERED, REJECT_COLUMNS,
                          DatasetWriter, empty_rejects)
@@ -71,7 +74,7 @@ from ..io.spectra import (CNAME_PATTERN, SETUP_CODES, SPECTRUM_SUFFIXES, Spectru
                          pop_library_warnings, read_spectrum)
 from ..continuum import fast_median, fit_continuum, robust_sigma
 from ..labels import float_column
-from ..lsf import degrade
+from ..lsf import degrade, degrade_variance
 from ..scheduler import Parts, connect, fingerprint, map_chunks
 from ..scheduler import parse as parse_scheduler
 
@@ -99,6 +102,7 @@ class PrepareSettings:
     missing_setups: str = "keep"  # 'keep' (masked, MISSING_SETUP) or 'reject' (the paper)
     input_resolution: float | None = None  # R of every input spectrum (overrides file and catalogue)
     match_resolution: bool = True  # degrade spectra sharper than the setup's R
+    errors: bool = True  # propagate the files' error spectra into /error (doubles the dataset's size)
     resolutions: dict = field(default_factory=dict)  # setup → R_out; filled from the grid
     chunk: int = 256  # stars per work unit
     workers: int = 1  # processes; 1 = in this process
@@ -191,9 +195,18 @@ def input_resolution(spec: Spectrum, settings: PrepareSettings, catalogue_r: flo
 
 def prepare_spectrum(spec: Spectrum, vrad: float, setup: Setup, settings: PrepareSettings,
                      name: str = "spectrum", notes: list | None = None,
-                     catalogue_r: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     catalogue_r: float | None = None, with_error: bool = False) -> tuple[np.ndarray, ...]:
     """One setup of one star: (normalise,) repair, (degrade,) rest frame, resample onto `setup`. Raises Reject.
 
+    Returns (flux, mask), or (flux, mask, error) with `with_error`. The 1σ error follows the flux as a
+    variance: divided by the continuum (`normalise_continuum`), convolved with the squared LSF kernel
+    where the resolution is matched (`lsf.degrade_variance`), rebinned with squared overlap weights
+    (`grid.resample_variance`: a 0.06-Å HR10 bin over 0.05-Å GIRAFFE pixels has ≈ 0.77 σ, a 0.1-Å
+    HR21 bin ≈ 0.64 σ, both depending on where the bin edges fall). An input pixel whose error is
+    unknown (repaired spike or zero, non-finite flux, non-finite or non-positive error) counts with
+    the spectrum's robust σ² where the LSF mixes it into its neighbours, and every grid pixel that
+    overlaps it is NaN (those carry MASK_REPAIRED / MASK_NAN already); uncovered pixels are NaN, and
+    so is the whole setup when the file has no error.
     What was done beyond the paper's steps is appended to `notes` (strings naming the setup).
     """
     notes = [] if notes is None else notes
@@ -218,16 +231,21 @@ def prepare_spectrum(spec: Spectrum, vrad: float, setup: Setup, settings: Prepar
         flux, repaired, bad = repair(spec.flux, spec.error, settings.sigma)
     except ValueError as e:
         raise Reject(f"{name}: {e}") from None
+    var = unknown = None
+    if with_error and spec.error is not None:
+        var, unknown = input_variance(spec.error, flux, repaired | bad)
     r_out = settings.resolutions.get(setup.name)
     if settings.match_resolution and r_out:
         r_in = input_resolution(spec, settings, catalogue_r)
         if r_in > 1.02 * r_out:
             flux = degrade(spec.wave, flux, r_in, r_out)
+            if var is not None:
+                var = degrade_variance(spec.wave, var, r_in, r_out)
             notes.append(f"{setup.name}: degraded R {r_in:.0f} -> {r_out:.0f} (Gaussian LSF)")
     wave = to_rest_frame(spec.wave, vrad)
     flagged = repaired.any() or bad.any()
-    stack = np.vstack([flux, repaired, bad]) if flagged else flux[None]
-    out, covered = resample(wave, stack, setup.wavelength)
+    rows = [flux] + ([repaired, bad] if flagged else []) + ([unknown] if var is not None else [])
+    out, covered = resample(wave, np.vstack(rows), setup.wavelength)
     covered &= ~_in_gaps(wave, setup.wavelength)
     n_unc = int((~covered).sum())
     if n_unc > settings.max_uncovered * setup.n_pixels:
@@ -243,7 +261,28 @@ def prepare_spectrum(spec: Spectrum, vrad: float, setup: Setup, settings: Prepar
     mask[~covered] |= MASK_UNCOVERED
     result = out[0]
     result[~covered] = 1.0
-    return result.astype(np.float32), mask
+    if not with_error:
+        return result.astype(np.float32), mask
+    error = np.full(setup.n_pixels, np.nan, np.float32)
+    if var is not None:
+        with np.errstate(invalid="ignore"):
+            e = np.sqrt(resample_variance(wave, var, setup.wavelength))
+        e[~covered | ~(out[-1] == 0)] = np.nan
+        error[:] = e
+    return result.astype(np.float32), mask, error
+
+
+def input_variance(error: np.ndarray, flux: np.ndarray, repaired: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(variance, unknown) of an input spectrum for `prepare_spectrum`: error² where the error is
+    finite and positive and the pixel was not repaired; elsewhere `unknown` is set and the variance is
+    the robust σ² of the (repaired) flux, a generous stand-in, so that pixels the LSF mixes with it
+    stay finite but are not trusted more than the spectrum's own scatter allows."""
+    error = np.asarray(error, dtype=float)
+    with np.errstate(invalid="ignore"):
+        unknown = np.asarray(repaired, bool) | ~np.isfinite(error) | ~(error > 0)
+    fill = robust_sigma(flux) ** 2 if unknown.any() else 0.0
+    fill = fill if np.isfinite(fill) and fill > 0 else 1.0
+    return np.where(unknown, fill, np.where(unknown, 0.0, error) ** 2), unknown.astype(float)
 
 
 def _in_gaps(wave: np.ndarray, grid_wave: np.ndarray, factor: float = 3.0) -> np.ndarray:
@@ -372,7 +411,8 @@ def _read(path, settings):
 
 def prepare_star(cname: str, vrad: float, files: dict, settings: PrepareSettings, catalogue_r: float | None = None,
                  warnings: list | None = None):
-    """All grid setups of one star → (flux, mask, info) over the whole grid, or a list of Rejects.
+    """All grid setups of one star → (flux, mask, info, error) over the whole grid, or a list of Rejects
+    (error: None without `settings.errors`, else NaN where unknown, e.g. in a missing setup).
     Warnings about files that are used anyway (io/fits_check.py) are appended to `warnings` as Rejects.
 
     `files`: {setup: path} plus '' → [paths whose setup is found by reading them].
@@ -398,7 +438,8 @@ def prepare_star(cname: str, vrad: float, files: dict, settings: PrepareSettings
         path = files.get(setup.name)
         if setup.name not in specs and path is None:
             missing.append(setup.name)
-            parts.append((np.ones(setup.n_pixels, np.float32), np.full(setup.n_pixels, MASK_MISSING_SETUP, np.uint8)))
+            parts.append((np.ones(setup.n_pixels, np.float32), np.full(setup.n_pixels, MASK_MISSING_SETUP, np.uint8),
+                          np.full(setup.n_pixels, np.nan, np.float32)))
             continue
         try:
             if setup.name in specs:
@@ -415,7 +456,9 @@ def prepare_star(cname: str, vrad: float, files: dict, settings: PrepareSettings
                 raise Reject(f"{cname}: no VRAD in the catalogue and no velocity (velclass VEL) in {path}; "
                              "cannot shift to the rest frame (use --rest-frame for spectra already at rest)")
             parts.append(prepare_spectrum(spec, v, setup, settings, name=str(path), notes=notes,
-                                          catalogue_r=catalogue_r))
+                                          catalogue_r=catalogue_r, with_error=True))
+            if spec.error is None and settings.errors:
+                notes.append(f"{setup.name}: no error spectrum in the file (/error NaN)")
             warning = truncation_warning(path, spec.error is not None, spec.header)
             if warning and warnings is not None:
                 warnings.append(Reject(warning, str(path), setup.name))
@@ -437,7 +480,8 @@ def prepare_star(cname: str, vrad: float, files: dict, settings: PrepareSettings
         return rejects
     info = {"MISSING_SETUP": "|".join(missing), "VRAD_USED": float(np.mean(vels)),
             "VRAD_SOURCE": "|".join(sorted(set(sources))), "PREP_NOTES": "; ".join(notes), **r_in}
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), info
+    error = np.concatenate([p[2] for p in parts]) if settings.errors else None
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), info, error
 
 
 def _code_hint(setup: str) -> str:
@@ -446,11 +490,13 @@ def _code_hint(setup: str) -> str:
 
 
 def _prepare_chunk(task):
-    """Worker: a list of (row, cname, vrad, files, R) → (rows kept, flux, mask, infos, reject tuples, warnings)."""
+    """Worker: a list of (row, cname, vrad, files, R) → (rows kept, flux, mask, infos, reject tuples, warnings,
+    error (None without `settings.errors`))."""
     items, settings = task
     p = settings.grid.n_pixels
     flux = np.empty((len(items), p), np.float32)
     mask = np.empty((len(items), p), np.uint8)
+    error = np.empty((len(items), p), np.float32) if settings.errors else None
     kept, infos, rejects = [], [], []
     for row, cname, vrad, files, r_cat in items:
         warned = []
@@ -459,24 +505,27 @@ def _prepare_chunk(task):
             rejects += [(r.file, cname, r.setup, r.reason) for r in res]
             continue
         rejects += [(r.file, cname, r.setup, r.reason) for r in warned]
-        flux[len(kept)], mask[len(kept)], info = res
+        flux[len(kept)], mask[len(kept)], info, e = res
+        if error is not None:
+            error[len(kept)] = e
         kept.append(row)
         infos.append(info)
     k = len(kept)
-    return kept, flux[:k], mask[:k], infos, rejects, pop_library_warnings()
+    return kept, flux[:k], mask[:k], infos, rejects, pop_library_warnings(), None if error is None else error[:k]
 
 
 def _prepare_part(items, settings) -> dict:
     """One Dask task: `_prepare_chunk` as a dict of arrays and JSON values (a `scheduler.Parts` entry)."""
-    kept, flux, mask, infos, rejects, warned = _prepare_chunk((items, settings))
+    kept, flux, mask, infos, rejects, warned, error = _prepare_chunk((items, settings))
     return {"kept": np.asarray(kept, dtype=np.int64), "flux": flux, "mask": mask, "infos": infos,
-            "rejects": [list(r) for r in rejects], "warnings": dict(warned)}
+            "rejects": [list(r) for r in rejects], "warnings": dict(warned),
+            **({} if error is None else {"error": error})}
 
 
 def _from_part(r: dict) -> tuple:
     """Back to `_prepare_chunk`'s tuple, whether the part came from a worker or from disk."""
     return ([int(k) for k in r["kept"]], r["flux"], r["mask"], list(r["infos"]),
-            [tuple(x) for x in r["rejects"]], Counter(r["warnings"]))
+            [tuple(x) for x in r["rejects"]], Counter(r["warnings"]), r.get("error"))
 
 
 # ---------------------------------------------------------------- the stage
@@ -543,9 +592,10 @@ def prepare(catalogue, spectra_dir, out, settings: PrepareSettings | None = None
             parts = None
             pool = mp.get_context("fork").Pool(settings.workers) if settings.workers > 1 else None
             results = pool.imap(_prepare_chunk, tasks) if pool else map(_prepare_chunk, tasks)
-        with DatasetWriter(out, settings.grid, settings.to_dict(), chunk_rows=min(256, settings.chunk)) as w:
-            for (kept, flux, mask, info, rej, warn), (chunk_items, _) in zip(results, tasks):
-                w.append(flux, mask)
+        with DatasetWriter(out, settings.grid, settings.to_dict(), chunk_rows=min(256, settings.chunk),
+                           errors=settings.errors) as w:
+            for (kept, flux, mask, info, rej, warn, error), (chunk_items, _) in zip(results, tasks):
+                w.append(flux, mask, error)
                 kept_rows += kept
                 infos += info
                 rejects += rej

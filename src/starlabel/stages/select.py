@@ -86,8 +86,8 @@ def select(dataset_path, out, cuts: QualityCuts | None = None, exclude_cnames=()
     settings = dict(ds.settings, select={**{k: v for k, v in vars(cuts).items() if k != "extra"},
                                          "missing_setups": missing_setups},
                     source=str(ds.path))
-    with DatasetWriter(out, ds.grid, settings) as w:
-        for _, flux, mask in ds.iter_chunks(chunk, rows=keep, mask=True):
-            w.append(flux, mask)
+    with DatasetWriter(out, ds.grid, settings, errors=ds.has_error) as w:  # /error travels with the rows
+        for _, flux, mask, error in ds.iter_chunks(chunk, rows=keep, mask=True, error=True):
+            w.append(flux, mask, error)
         path = w.close(out_cat, ds.rejects)
     return path, report
