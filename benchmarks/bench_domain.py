@@ -6,14 +6,18 @@ GES star, and what it costs.
 RUN_DIR is a `starlabel demo` output (model/, sets.h5, survey/truth.fits), i.e. an ensemble trained on the
 mock survey. Prints, with the date and the machine load:
 
-1. mock spectra (only the mock survey: the one-layer engine made them): reduced χ² percentiles of the
-   model's test stars and of the observed set (clean vs pathological stars) at the predicted labels and,
-   for comparison, at the true labels; the flagged fractions at thresholds 2, 3, 5; the cost per
-   spectrum of the model spectra + χ² (the part `--model-spectra` adds to predict) per engine;
-2. the real Sun (UVES HR10 + SAO2010 HR21 at GIRAFFE R, `mock.sim_to_real.real_sun`), noiseless and at
-   S/N 100, at its true labels and at the labels the ensemble gives it: CHI2_HR10, CHI2_HR21 per engine;
-3. the real GES HR21 product in ../shared/data/spectra/ges_giraffe at its iDR6 labels (HR21-only grid):
-   CHI2_HR21 per engine, with σ from its own error spectrum and from DER_SNR.
+1. mock spectra (only the mock survey, made by the engine RUN_DIR/survey/synth.json names): reduced χ²
+   percentiles of the model's test stars and of the observed set (clean vs pathological stars) at the
+   predicted labels and, for comparison, at the true labels; the flagged fractions at thresholds 2, 3, 5;
+   σ from the dataset's /error (when `prepare` wrote one) and, for comparison, from DER_SNR; flagged
+   clean stars by S/N; the cost per spectrum of the model spectra + χ² (the part `--model-spectra` adds
+   to predict) per engine;
+2. the real Sun (UVES HR10 + SAO2010 HR21 at GIRAFFE R, `mock.sim_to_real.real_sun`), noiseless (σ from
+   DER_SNR) and at S/N 100 (σ: the injected noise as /error), at its true labels and at the labels the
+   ensemble gives it: CHI2_HR10, CHI2_HR21 per engine;
+3. the real GES HR21 product in ../shared/data/spectra/ges_giraffe at its iDR6 labels (HR21-only grid),
+   through `prepare` as a user would run it: CHI2_HR21 per engine, with σ from its prepared /error and
+   from DER_SNR.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ def flagged(x, thresholds=(2, 3, 5)) -> str:
 
 def mock_part(run: Path, n: int, engines, tmp: Path) -> None:
     from starlabel.evaluation import domain
-    from starlabel.io.dataset import Dataset
+    from starlabel.io.dataset import Dataset, write_dataset
     from starlabel.io.tables import index_of
     from starlabel.model.bundle import Bundle
     from starlabel.stages.predict import predict
@@ -62,6 +66,19 @@ def mock_part(run: Path, n: int, engines, tmp: Path) -> None:
     t = truth[index_of(cn[rows], np.asarray(truth["CNAME"]).astype(str))]
     path = np.asarray(t["PATHOLOGICAL"], bool)
     is_test = np.isin(rows, test)
+    import json
+
+    synth = json.loads((run / "survey" / "synth.json").read_text())
+    print(f"\nthe mock survey: {synth.get('n_stars')} stars, engine {synth.get('engine', 'onelayer')}; "
+          f"{run / 'sets.h5'} {'has' if ds.has_error else 'has no'} /error")
+    flux, mask = ds.read(rows, mask=True)
+    error = ds.read_error(rows)
+    sub = {"/error" if error is not None else "DER_SNR": tmp / "rows.h5"}
+    write_dataset(tmp / "rows.h5", ds.grid, flux, mask, ds.catalogue[rows], settings=ds.settings, error=error)
+    if error is not None:
+        write_dataset(tmp / "rows_noerr.h5", ds.grid, flux, mask, ds.catalogue[rows], settings=ds.settings)
+        sub["DER_SNR"] = tmp / "rows_noerr.h5"
+    snr = np.asarray(ds.catalogue["SNR"], float)[rows]
     t0 = time.perf_counter()
     pred = Table.read(predict(run / "model", ds.path, tmp / "labels.fits", rows=rows, progress=False))
     t_predict = time.perf_counter() - t0
@@ -72,18 +89,25 @@ def mock_part(run: Path, n: int, engines, tmp: Path) -> None:
     print(f"\n1. mock spectra ({run}): {rows.size} spectra, {is_test.sum()} model test stars, "
           f"{(~is_test).sum()} observed-set stars ({(path & ~is_test).sum()} pathological)")
     print(f"   predict alone: {1e3 * t_predict / rows.size:.1f} ms per spectrum; percentiles {PCT} of DOMAIN_CHI2")
-    for engine in engines:
+    for engine, sigma in [(e, s) for e in engines for s in sub]:
         for what, lab in (("predicted labels", by_pred), ("true labels", by_truth)):
             t0 = time.perf_counter()
-            c = domain.domain_check(ds, lab, rows, tmp / f"m_{engine}.h5", engine=engine)
+            c = domain.domain_check(sub[sigma], lab, np.arange(rows.size), tmp / f"m_{engine}.h5", engine=engine)
             dt = time.perf_counter() - t0
             x = np.asarray(c["DOMAIN_CHI2"], float)
-            print(f"   {engine:8s} {what:16s} test stars: {pct(x[is_test])}; flagged {flagged(x[is_test])}")
+            print(f"   {engine:8s} {what:16s} σ {sigma}")
+            print(f"   {'':8s} {'':16s} test stars: {pct(x[is_test])}; flagged {flagged(x[is_test])}")
             print(f"   {'':8s} {'':16s} observed clean: {pct(x[~is_test & ~path])}; flagged "
                   f"{flagged(x[~is_test & ~path])}")
             print(f"   {'':8s} {'':16s} observed pathological: flagged {flagged(x[~is_test & path])}")
             for s in ds.grid.names:
                 print(f"   {'':8s} {'':16s} CHI2_{s} test stars: {pct(np.asarray(c[f'CHI2_{s}'])[is_test])}")
+            clean = ~path
+            for lo, hi in ((10, 30), (30, 50), (50, 100), (100, np.inf)):
+                b = clean & (snr >= lo) & (snr < hi)
+                if b.any():
+                    print(f"   {'':8s} {'':16s} clean S/N {lo}-{hi}: n {b.sum()}, median {np.nanmedian(x[b]):.2f}, "
+                          f"flagged {flagged(x[b])}")
             print(f"   {'':8s} {'':16s} cost {1e3 * dt / rows.size:.1f} ms per spectrum (model + chi2 + write)")
 
 
@@ -106,8 +130,9 @@ def sun_part(run: Path, engines, tmp: Path) -> None:
     for snr in (None, 100):
         f = flux if snr is None else flux + rng.normal(0, 1, flux.size) * np.sqrt(np.clip(flux, 0.05, None)) / snr
         mask = (~np.isfinite(f)).astype("u1")[None] * 2
+        e = None if snr is None else (np.sqrt(np.clip(f, 0.05, None)) / snr)[None].astype("f4")
         write_dataset(tmp / "sun.h5", grid, np.nan_to_num(f, nan=1.0)[None].astype("f4"), mask,
-                      Table({"CNAME": ["SUN"]}))
+                      Table({"CNAME": ["SUN"]}), error=e)
         for engine in engines:
             for what, lab in (("true labels", dict(s2r.SUN)), ("predicted", predicted)):
                 t = Table({k.upper(): [v] for k, v in lab.items() if k in ("teff", "logg", "feh", "mg_fe", "al_fe")}
@@ -116,47 +141,36 @@ def sun_part(run: Path, engines, tmp: Path) -> None:
                     t.rename_column("FEH", "FE_H")
                 t["VSINI"] = [s2r.SUN_VSINI]
                 c = domain.domain_check(tmp / "sun.h5", t, [0], tmp / "sun_m.h5", engine=engine)
-                print(f"   S/N {snr or 'noiseless':>9}  {engine:8s} {what:12s} CHI2_HR10 {c['CHI2_HR10'][0]:8.1f}  "
+                print(f"   S/N {snr or 'noiseless':>9} σ {'/error' if snr else 'DER_SNR':7s} {engine:8s} {what:12s} CHI2_HR10 {c['CHI2_HR10'][0]:8.1f}  "
                       f"CHI2_HR21 {c['CHI2_HR21'][0]:8.1f}  flagged {bool(c['DOMAIN_FLAG'][0])}")
 
 
 def ges_part(engines, tmp: Path) -> None:
-    import h5py
-
     from starlabel.evaluation import domain
     from starlabel.grid import HR21, Grid
-    from starlabel.io.dataset import write_dataset
+    from starlabel.io.dataset import Dataset, write_dataset
     from starlabel.mock import sim_to_real as s2r
-
-    grid = Grid((HR21,))
-    f, e = s2r.ges_star_hr21(SHARED, grid)
-    # the file's error is per 0.05-Å input pixel; a 0.1-Å grid pixel averages two of them
-    e = e / np.sqrt(HR21.step / 0.05)
-    mask = (~np.isfinite(f)).astype("u1")[None] * 2
-    lab = Table({"TEFF": [s2r.GES_STAR["teff"]], "LOGG": [s2r.GES_STAR["logg"]], "FE_H": [s2r.GES_STAR["feh"]],
-                 "VSINI": [3.0]})
-    print(f"\n3. the GES HR21 star ({s2r.GES_FILE}) at its iDR6 labels 6203 K / 4.09 / +0.15, v sin i 3 km/s; "
-          f"median error {np.nanmedian(e):.4f} (S/N {1 / np.nanmedian(e):.0f} per 0.1-Å pixel)")
-    for sigma in ("error spectrum", "DER_SNR"):
-        write_dataset(tmp / "ges.h5", grid, np.nan_to_num(f, nan=1.0)[None].astype("f4"), mask,
-                      Table({"CNAME": ["GES"]}))
-        if sigma == "error spectrum":
-            with h5py.File(tmp / "ges.h5", "a") as h:
-                h["error"] = np.nan_to_num(e, nan=np.inf)[None]
-        for engine in engines:
-            c = domain.domain_check(tmp / "ges.h5", lab, [0], tmp / "ges_m.h5", engine=engine)
-            print(f"   σ from {sigma:14s} {engine:8s} CHI2_HR21 {c['CHI2_HR21'][0]:7.2f}  "
-                  f"flagged {bool(c['DOMAIN_FLAG'][0])}")
-    # the same file through `prepare`, as a user would run it (normalised product, velclass VEL, R matching)
     from starlabel.stages.prepare import PrepareSettings, prepare
 
+    grid = Grid((HR21,))
+    lab = Table({"TEFF": [s2r.GES_STAR["teff"]], "LOGG": [s2r.GES_STAR["logg"]], "FE_H": [s2r.GES_STAR["feh"]],
+                 "VSINI": [3.0]})
+    # the file through `prepare`, as a user would run it (normalised product, velclass VEL, its error → /error)
     cname = s2r.GES_FILE.split("_")[2]
     prepare(Table({"CNAME": [cname], "VRAD": [np.nan]}), SHARED / "spectra" / "ges_giraffe", tmp / "ges_p.h5",
             PrepareSettings(grid=grid), progress=False)
-    for engine in engines:
-        c = domain.domain_check(tmp / "ges_p.h5", lab, [0], tmp / "ges_m.h5", engine=engine)
-        print(f"   prepared, σ DER_SNR   {engine:8s} CHI2_HR21 {c['CHI2_HR21'][0]:7.2f}  "
-              f"flagged {bool(c['DOMAIN_FLAG'][0])}")
+    ds = Dataset(tmp / "ges_p.h5")
+    flux, mask = ds.read(mask=True)
+    error = ds.read_error()
+    ok = (mask[0] == 0) & np.isfinite(error[0])
+    write_dataset(tmp / "ges_noerr.h5", grid, flux, mask, ds.catalogue)
+    print(f"\n3. the GES HR21 star ({s2r.GES_FILE}) at its iDR6 labels 6203 K / 4.09 / +0.15, v sin i 3 km/s, "
+          f"prepared; median flux / error {np.median(flux[0][ok] / error[0][ok]):.1f} per 0.1-Å grid pixel")
+    for sigma, path in (("/error", ds.path), ("DER_SNR", tmp / "ges_noerr.h5")):
+        for engine in engines:
+            c = domain.domain_check(path, lab, [0], tmp / "ges_m.h5", engine=engine)
+            print(f"   σ from {sigma:8s} {engine:8s} CHI2_HR21 {c['CHI2_HR21'][0]:7.2f}  "
+                  f"flagged {bool(c['DOMAIN_FLAG'][0])}")
 
 
 def main() -> None:

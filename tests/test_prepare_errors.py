@@ -202,6 +202,8 @@ def test_domain_score_uses_the_dataset_error(mock_casu, tmp_path):
     write_dataset(tmp_path / "part.h5", GRID, flux, mask, ds.catalogue, error=error)
     c3 = domain.domain_check(tmp_path / "part.h5", labels, np.arange(len(ds)), tmp_path / "m3.h5", engine="onelayer")
     assert np.isfinite(c3["DOMAIN_CHI2"][0]) and np.allclose(c3["DOMAIN_CHI2"][1:], cols["DOMAIN_CHI2"][1:])
+    with h5py.File(tmp_path / "m3.h5") as f:
+        assert f.attrs["sigma"].startswith("dataset /error (DER_SNR for ")
 
 
 def test_real_ges_product_error_gives_its_velclass_snr(shared_data, tmp_path):

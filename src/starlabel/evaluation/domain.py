@@ -10,11 +10,13 @@ gradient maps cannot tell a user that; a model spectrum at the predicted labels 
 DOMAIN_CHI2 is the worst setup; DOMAIN_FLAG is set where DOMAIN_CHI2 > the threshold or is NaN (no
 model: labels outside the engine's range or non-finite, MODEL_FLAG says which; no usable pixel).
 
-σ_i: the dataset's error spectrum where it has one (an `/error` array beside `/flux`). `prepare`
-does not write one today, so otherwise σ is measured from the spectrum itself (`noise_model`): the
-per-setup DER_SNR noise (`uncertainty.pixel_noise`, masked pixels left out) of the residual
-flux − model, shaped like photon noise (∝ √model, as the mock survey draws it), with a floor of
-SIGMA_FLOOR (no normalised spectrum is better than 0.1 %).
+σ_i: the dataset's error spectrum, the `/error` array `prepare` writes beside `/flux` (the files'
+own errors carried through normalisation, resolution matching and rebinning; `select` keeps it),
+floored at SIGMA_FLOOR (no normalised spectrum is better than 0.1 %). A dataset without /error
+(written before it existed, or `prepare --no-errors`), or a spectrum setup whose file had no error
+(all NaN), falls back to σ measured from the spectrum itself (`noise_model`): the per-setup DER_SNR
+noise (`uncertainty.pixel_noise`, masked pixels left out) of the residual flux − model, shaped like
+photon noise (∝ √model, as the mock survey draws it). The h5 attribute `sigma` says which.
 
 The threshold DEFAULT_THRESHOLD = 5 was chosen on the mock survey (docs/experiments.md, "Domain score";
 `benchmarks/bench_domain.py`): with the one-layer engine, clean mock spectra at their true labels have
@@ -69,17 +71,19 @@ def noise_model(flux: np.ndarray, model: np.ndarray, mask: np.ndarray | None, sl
 
 
 def dataset_sigma(error: np.ndarray, flux: np.ndarray, model: np.ndarray, mask: np.ndarray | None,
-                  slices: dict) -> np.ndarray:
-    """(N, P) per-pixel σ from the dataset's /error rows, floored at SIGMA_FLOOR; a spectrum setup whose
-    error is NaN throughout (its file had none, or the setup is missing) falls back to `noise_model`.
-    Pixels with a NaN error inside a setup that has one (repaired, uncovered) stay NaN and are left out."""
+                  slices: dict) -> tuple[np.ndarray, int]:
+    """((N, P) per-pixel σ, number of spectrum setups that fell back): σ from the dataset's /error rows,
+    floored at SIGMA_FLOOR; a spectrum setup with unmasked pixels but no finite error (its file had
+    none) falls back to `noise_model`. Pixels with a NaN error inside a setup that has one (repaired,
+    uncovered) stay NaN and are left out."""
     sigma = np.maximum(np.asarray(error, float), SIGMA_FLOOR)
-    none = np.column_stack([~np.isfinite(sigma[:, s]).any(1) for s in slices.values()])
+    used = np.ones(sigma.shape, bool) if mask is None else np.asarray(mask) == 0
+    none = np.column_stack([~np.isfinite(sigma[:, s]).any(1) & used[:, s].any(1) for s in slices.values()])
     if none.any():
         fallback = noise_model(flux, model, mask, slices)
         for j, s in enumerate(slices.values()):
             sigma[none[:, j], s] = fallback[none[:, j], s]
-    return sigma
+    return sigma, int(none.sum())
 
 
 def reduced_chi2(flux: np.ndarray, model: np.ndarray, sigma: np.ndarray, mask: np.ndarray | None,
@@ -165,6 +169,7 @@ def domain_check(dataset, labels: Table, rows, out_h5, engine: str | None = None
     used = None
     info: dict = {}
     has_error = ds.has_error
+    n_fallback = 0  # spectrum setups without an error in a dataset with /error
     with atomic_path(out_h5) as tmp, h5py.File(tmp, "w") as h5:
         out = h5.create_dataset("flux", shape=(len(rows), ds.grid.n_pixels), dtype="f4",
                                 chunks=(max(1, min(chunk, len(rows))), ds.grid.n_pixels))
@@ -175,8 +180,11 @@ def domain_check(dataset, labels: Table, rows, out_h5, engine: str | None = None
                 flux, mask = ds.read(r, mask=True)
                 m: ModelSpectra = model_spectra(labels[i : i + chunk], ds.grid, engine, resolution, emulator,
                                                 warn=False)
-                sigma = dataset_sigma(ds.read_error(r), flux, m.flux, mask, slices) if has_error else \
-                    noise_model(flux, m.flux, mask, slices)
+                if has_error:
+                    sigma, n = dataset_sigma(ds.read_error(r), flux, m.flux, mask, slices)
+                    n_fallback += n
+                else:
+                    sigma = noise_model(flux, m.flux, mask, slices)
                 for s, c in reduced_chi2(flux, m.flux, sigma, mask, slices).items():
                     chi2[s][i : i + len(r)] = c
                 model_flag[i : i + len(r)] = m.flag
@@ -197,7 +205,8 @@ def domain_check(dataset, labels: Table, rows, out_h5, engine: str | None = None
         h5.attrs["label_defaults"] = json.dumps(info.get("defaults", {}))
         h5.attrs["labels"] = json.dumps(list(labels.colnames))
         h5.attrs["threshold"] = float(threshold)
-        h5.attrs["sigma"] = "dataset /error" if has_error else "DER_SNR per setup x sqrt(model flux)"
+        h5.attrs["sigma"] = ("DER_SNR per setup x sqrt(model flux)" if not has_error else "dataset /error"
+                             + (f" (DER_SNR for {n_fallback} spectrum setups without one)" if n_fallback else ""))
         h5.attrs["grid"] = ds.grid.to_json()
         h5.attrs["dataset"] = str(ds.path)
         stamp(h5)
