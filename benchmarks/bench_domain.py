@@ -52,6 +52,7 @@ def mock_part(run: Path, n: int, engines, tmp: Path) -> None:
     from starlabel.evaluation import domain
     from starlabel.io.dataset import Dataset, write_dataset
     from starlabel.io.tables import index_of
+    from starlabel.evaluation.domain import DEFAULT_THRESHOLD as DEFAULT
     from starlabel.model.bundle import Bundle
     from starlabel.stages.predict import predict
 
@@ -100,6 +101,19 @@ def mock_part(run: Path, n: int, engines, tmp: Path) -> None:
             print(f"   {'':8s} {'':16s} observed clean: {pct(x[~is_test & ~path])}; flagged "
                   f"{flagged(x[~is_test & ~path])}")
             print(f"   {'':8s} {'':16s} observed pathological: flagged {flagged(x[~is_test & path])}")
+            defects = np.asarray(t["DEFECTS"]).astype(str)
+            for kind in ("emission", "bad_norm", "fast_rotator"):
+                k = path & (np.char.find(defects, kind) >= 0)
+                if k.any():
+                    print(f"   {'':8s} {'':16s} pathological {kind}: n {k.sum()}, flagged {flagged(x[k])}")
+            if what == "predicted labels":  # are the flagged clean stars the badly labelled ones?
+                off = ~path & ~(x <= DEFAULT)
+                d = {k: np.abs(np.asarray(by_pred[k], float) - np.asarray(by_truth[k], float))
+                     for k in ("TEFF", "LOGG", "FE_H")}
+                print(f"   {'':8s} {'':16s} clean flagged at > {DEFAULT:g}: {off.sum()} ({np.isnan(x[off]).sum()} without "
+                      f"a model: labels outside the engine's range), median |dTEFF| / |dLOGG| / "
+                      f"|dFE_H| {' / '.join(f'{np.nanmedian(v[off]):.3g}' for v in d.values())} against "
+                      f"{' / '.join(f'{np.nanmedian(v[~path]):.3g}' for v in d.values())} for all clean")
             for s in ds.grid.names:
                 print(f"   {'':8s} {'':16s} CHI2_{s} test stars: {pct(np.asarray(c[f'CHI2_{s}'])[is_test])}")
             clean = ~path
