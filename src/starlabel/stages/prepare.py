@@ -201,8 +201,8 @@ def prepare_spectrum(spec: Spectrum, vrad: float, setup: Setup, settings: Prepar
     Returns (flux, mask), or (flux, mask, error) with `with_error`. The 1σ error follows the flux as a
     variance: divided by the continuum (`normalise_continuum`), convolved with the squared LSF kernel
     where the resolution is matched (`lsf.degrade_variance`), rebinned with squared overlap weights
-    (`grid.resample_variance`: a 0.06-Å HR10 bin over 0.05-Å GIRAFFE pixels has ≈ 0.77 σ, a 0.1-Å
-    HR21 bin ≈ 0.64 σ, both depending on where the bin edges fall). An input pixel whose error is
+    (`grid.resample_variance`: a 0.06-Å HR10 bin over 0.05-Å GIRAFFE pixels has 0.71–0.85 σ, median
+    0.77; a 0.1-Å HR21 bin 0.61–0.71 σ, median ≈ 0.62; both depending on where the bin edges fall). An input pixel whose error is
     unknown (repaired spike or zero, non-finite flux, non-finite or non-positive error) counts with
     the spectrum's robust σ² where the LSF mixes it into its neighbours, and every grid pixel that
     overlaps it is NaN (those carry MASK_REPAIRED / MASK_NAN already); uncovered pixels are NaN, and
@@ -455,8 +455,9 @@ def prepare_star(cname: str, vrad: float, files: dict, settings: PrepareSettings
             else:
                 raise Reject(f"{cname}: no VRAD in the catalogue and no velocity (velclass VEL) in {path}; "
                              "cannot shift to the rest frame (use --rest-frame for spectra already at rest)")
-            parts.append(prepare_spectrum(spec, v, setup, settings, name=str(path), notes=notes,
-                                          catalogue_r=catalogue_r, with_error=True))
+            res = prepare_spectrum(spec, v, setup, settings, name=str(path), notes=notes,
+                                   catalogue_r=catalogue_r, with_error=settings.errors)
+            parts.append(res if settings.errors else (*res, None))
             if spec.error is None and settings.errors:
                 notes.append(f"{setup.name}: no error spectrum in the file (/error NaN)")
             warning = truncation_warning(path, spec.error is not None, spec.header)
@@ -650,6 +651,7 @@ def _report(n_rows: int, n_kept: int, rejects: list[tuple], infos: list[dict], w
         counts["velocity from velclass"] += "velclass" in i["VRAD_SOURCE"]
         counts["auto-normalised"] += "unnormalised" in i["PREP_NOTES"]
         counts["resolution degraded"] += "degraded" in i["PREP_NOTES"]
+        counts["no error spectrum (/error NaN)"] += "no error spectrum" in i["PREP_NOTES"]
     if +counts:
         log.info("kept stars: %s", ", ".join(f"{k}: {v}" for k, v in (+counts).items()))
     for msg, n in warned.most_common():
