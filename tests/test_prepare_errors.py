@@ -228,3 +228,25 @@ def test_real_ges_product_error_gives_its_velclass_snr(shared_data, tmp_path):
     snr = np.median(flux[0][ok] / error[ok] * factor[ok])
     assert snr == pytest.approx(58.6, rel=0.1)
     assert 80 < np.median(flux[0][ok] / error[ok]) < 105
+
+
+def test_predict_model_spectra_reads_error_of_the_dataset_it_labels(toy_bundle, tmp_path):
+    """`predict --model-spectra` on a dataset with /error (toy spectra, noise 0.01): the model file says
+    σ came from /error, and the χ² differs from the same dataset without it (DER_SNR)."""
+    from starlabel.cli import main
+    from starlabel.evaluation import domain
+    from toys import make_sets
+
+    data = Dataset(make_sets(tmp_path / "obs.h5", n=6, seed=3, n_observed=6))
+    flux, mask = data.read(mask=True)
+    write_dataset(tmp_path / "obs_err.h5", data.grid, flux, mask, data.catalogue, error=np.full(flux.shape, 0.01, "f4"))
+    chi2 = {}
+    for name in ("obs.h5", "obs_err.h5"):
+        out = tmp_path / f"{name}.fits"
+        assert main(["predict", str(toy_bundle), str(tmp_path / name), "--out", str(out), "--model-spectra",
+                     "onelayer", "--no-progress"]) == 0
+        with h5py.File(domain.model_spectra_path(out)) as f:
+            assert f.attrs["sigma"] == ("dataset /error" if name == "obs_err.h5" else
+                                        "DER_SNR per setup x sqrt(model flux)")
+        chi2[name] = np.asarray(Table.read(out)["DOMAIN_CHI2"], float)
+    assert np.all(np.isfinite(chi2["obs_err.h5"])) and not np.allclose(chi2["obs.h5"], chi2["obs_err.h5"])
