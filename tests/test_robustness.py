@@ -168,7 +168,7 @@ def _under_file(tmp_path, name):
 def _disk_full_h5(monkeypatch):
     from starlabel.io.dataset import DatasetWriter
 
-    def append(self, flux, mask):
+    def append(self, flux, mask, error=None):
         raise OSError(errno.ENOSPC, f"Can't write data (file write failed: name = '{self._tmp}', errno = 28, "
                                     "error message = 'No space left on device')")
 

@@ -147,6 +147,9 @@ def assert_same_dataset(a, b):
     fb, mb = b.read(mask=True)
     np.testing.assert_array_equal(fa, fb)
     np.testing.assert_array_equal(ma, mb)
+    assert a.has_error == b.has_error
+    if a.has_error:  # /error travels through the cluster's parts too (NaN where unknown)
+        np.testing.assert_array_equal(a.read_error(), b.read_error())
     assert a.grid == b.grid and a.settings == b.settings
     for ta, tb in ((a.catalogue, b.catalogue), (a.rejects, b.rejects)):
         assert ta.colnames == tb.colnames and len(ta) == len(tb)
