@@ -29,6 +29,8 @@ def add_parser(sub):
     g.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     g.add_argument("--astrophysical-gf", default="", choices=["", "even", "all"],
                    help="solar-fitted log gf (package table): lines of the even 5-Å windows or all (default: lab)")
+    g.add_argument("--molecules", action="store_true",
+                   help="add the VALD molecular lines (CN, C2, TiO, OH, CH, MgH) to HR21 (default: atomic lines only)")
     g.set_defaults(func=run_grid)
 
 
@@ -47,4 +49,6 @@ def run_grid(args):
     argv = ["--out", args.out, "--n", str(args.n), "--seed", str(args.seed), "--workers", str(args.workers)]
     if args.astrophysical_gf:
         argv += ["--astrophysical-gf", args.astrophysical_gf]
+    if args.molecules:
+        argv += ["--molecules"]
     return main(argv)

@@ -19,7 +19,13 @@ What goes in (all recorded in `settings_dict()` and with every cached spectrum):
   matching lines (`damping="vald"`, ~2 700 of 7 242 lines); the rest get SME's approximations
   (Unsöld, classical). Optional solar-fitted log gf from a package data file
   (`data/pysme_loggf_sun.ecsv`, see `pysme_gf`). The list's sha256 goes into the cache key.
-* **LTE**, plane-parallel, no molecules (linemake "atomic" lists only).
+* **Molecules** (opt-in, `PysmeSettings(molecules=True)`, HR21 only): the CH, OH, MgH, C2, CN and
+  TiO lines of the VALD Turbospectrum files (`read_vald_molecules`), named as SME's molecular
+  equilibrium knows them ("CN 1", "C2 1", "TiO 1", ...). Their log gf already include VALD's isotopic
+  scaling (13CH lies 1.95 dex below 12CH), so every isotopologue is kept under the molecule's name;
+  only 48TiO is in the files, so TiO is ~25 % too weak. Off by default: the setting enters the
+  cache key and the line-list hash only when it is on, so existing grids keep their keys.
+* **LTE**, plane-parallel.
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ class PysmeSettings:
     atmosphere: str = "atlas9"
     abund_pattern: str = "grevesse2007"
     alpha_elements: tuple[str, ...] = ALPHA_ELEMENTS
+    molecules: bool = False  # VALD molecular lines (HR21); recorded in the key only when True
 
     def windows(self) -> dict[str, tuple[float, float, float]]:
         return {n: (lo, hi, st) for n, lo, hi, st in self.native}
@@ -76,6 +83,8 @@ class PysmeSettings:
         d = asdict(self)
         d.pop("shared_data")  # where the data lives does not change a spectrum
         d["native"] = [list(x) for x in self.native]
+        if not self.molecules:  # the key of an atomic-only grid stays what it was before the option existed
+            d.pop("molecules")
         return d
 
 
@@ -132,7 +141,79 @@ def _linelist_cached(settings: PysmeSettings):
         df = merge_vald_damping(df, Path(settings.shared_data) / "linelists")
     if settings.astrophysical_gf:
         df = apply_gf_table(df, gf_table_path(), settings.astrophysical_gf)
+    if settings.molecules:
+        mol = read_vald_molecules(Path(settings.shared_data) / "linelists", settings.windows().values(),
+                                  settings.line_margin)
+        df = pd.concat([df, mol], ignore_index=True).sort_values("wave", kind="stable").reset_index(drop=True)
     return df
+
+
+MOLECULE_FILES = ("vald_8300-8800A.turbospectrum", "vald_8800-9300A.turbospectrum")
+
+
+def molecule_species(name: str) -> str:
+    """Turbospectrum/VALD molecule name → SME species: 'CC I' → 'C2 1', 'TiO I' → 'TiO 1'."""
+    import re
+
+    parts = name.split()
+    atoms = re.findall(r"[A-Z][a-z]?", parts[0])
+    if not atoms or "".join(atoms) != parts[0]:
+        raise ValueError(f"not a molecule name: {name!r}")
+    formula = f"{atoms[0]}2" if len(atoms) == 2 and atoms[0] == atoms[1] else parts[0]
+    stage = {"I": 1, "II": 2}.get(parts[1] if len(parts) > 1 else "I")
+    if stage is None:
+        raise ValueError(f"unknown ionisation stage in {name!r}")
+    return f"{formula} {stage}"
+
+
+def read_vald_molecules(linelists: Path, windows=None, margin: float = 0.0):
+    """The molecular lines of the VALD Turbospectrum files as line-list rows (see module doc).
+
+    Columns as `linelist_frame` (wave, code, ep, loggf, species, ionization, loggf_lab, gamrad, gamvw);
+    `code` is Turbospectrum's (607.012014 = 12C14N), kept for provenance only (SME reads the species
+    name). γ_rad = 1e5 s⁻¹ (VALD's placeholder) → 0 and the Unsöld factors → 0, as for atoms, so SME
+    uses its own approximations. Lines outside `windows` (± `margin` Å) are dropped; unreadable rows
+    are logged and skipped.
+    """
+    import pandas as pd
+
+    rows = []
+    for name in MOLECULE_FILES:
+        path = Path(linelists) / name
+        code = species = None
+        with open(path) as fh:
+            for k, line in enumerate(fh, 1):
+                if line.startswith("'"):
+                    head = line.split("'")
+                    tag = head[1].strip()
+                    if tag.replace(".", "", 1).isdigit():  # first header line: code, ion, count
+                        code = float(tag)
+                        species = None
+                    elif code is not None and code >= 100:  # second header line: the name
+                        try:
+                            species = molecule_species(tag)
+                        except ValueError as e:
+                            log.warning("%s line %d: %s; block skipped", path.name, k, e)
+                    continue
+                if species is None:
+                    continue
+                v = line.split()
+                try:
+                    w, ep, gf, fd, gr = float(v[0]), float(v[1]), float(v[2]), float(v[3]), float(v[5])
+                except (ValueError, IndexError):
+                    log.warning("%s line %d unreadable, skipped: %r", path.name, k, line[:60])
+                    continue
+                rows.append((w, code, ep, gf, species, gr if gr > 2e5 else 0.0, fd if (fd < 0 or fd > 20) else 0.0))
+    df = pd.DataFrame(rows, columns=["wave", "code", "ep", "loggf", "species", "gamrad", "gamvw"])
+    if windows is not None:
+        keep = np.zeros(len(df), bool)
+        for lo, hi, *_ in windows:
+            keep |= (df["wave"] > lo - margin).to_numpy() & (df["wave"] < hi + margin).to_numpy()
+        df = df[keep]
+    df = df.drop_duplicates(["wave", "species", "ep", "loggf"])
+    df["ionization"] = [float(s.split()[1]) for s in df["species"]]
+    df["loggf_lab"] = df["loggf"]
+    return df[["wave", "code", "ep", "loggf", "species", "ionization", "loggf_lab", "gamrad", "gamvw"]].reset_index(drop=True)
 
 
 def read_vald_damping(linelists: Path):
