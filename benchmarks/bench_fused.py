@@ -62,6 +62,29 @@ def rate(ens: Ensemble, x: np.ndarray, **kw) -> float:
     return len(x) * len(ens.networks) / best
 
 
+def flops_per_spectrum(net: torch.nn.Module, n_pixels: int) -> float:
+    """Floating-point operations of one forward pass (torch's own FLOP counter: 2 per multiply-add)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(torch.ones(1, n_pixels))
+    return float(counter.get_total_flops())
+
+
+def sgemm_peak(threads: int, n: int = 2048) -> float:
+    """This machine's fp32 matrix-multiply rate now, in FLOP/s (best of 5): the compute limit the
+    issue measures against (≈ 310 GFLOP/s on 2026-11-26), taken in the same run as the rates."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--members", type=int, default=8)
@@ -87,9 +110,13 @@ def main(argv=None):
           f"{(np.abs(fused - each).max(axis=(0, 1)) / scale).max():.1e}")
     from starlabel.model import fused as fused_mod
 
-    rows = {"per-network": [], "fused": [], "keras": []}
+    flops = flops_per_spectrum(ens.networks[0], cfg.n_pixels)
+    rows = {"per-network": [], "fused": [], "keras": [], "peak": []}
     for r in range(args.rounds):
         print(f"--- round {r + 1}: {load()}", flush=True)
+        rows["peak"].append(sgemm_peak(args.threads))
+        print(f"sgemm peak   {rows['peak'][-1] / 1e9:7.1f} GFLOP/s = {rows['peak'][-1] / flops:7.0f} spectra/s "
+              f"per model at {flops / 1e6:.2f} MFLOP per spectrum; {load()}", flush=True)
         if args.keras:
             sys.path.insert(0, str(HERE))
             from bench_keras_reference import REFERENCE, run_keras
@@ -115,6 +142,9 @@ def main(argv=None):
           f"{f.max() / p.max():.2f}")
     print(f"fused: best {f.max():.0f} spectra/s per model ({f.max() / args.members:.0f} spectra/s through all "
           f"{args.members} networks); vs the issue's 5 352/s/model baseline: {f.max() / 5352:.2f}")
+    peak = np.array(rows["peak"])
+    print(f"fused / compute limit (sgemm peak of the same round), each round: "
+          f"{' '.join(f'{v:.2f}' for v in f * flops / peak)}; the issue's target is 0.5 (15 000/s at 310 GFLOP/s)")
     if rows["keras"]:
         k = np.array(rows["keras"])
         print(f"fused / keras (best batch), each round: {' '.join(f'{v:.2f}' for v in f / k)}; best rounds "
