@@ -5,7 +5,7 @@ import pytest
 from astropy.table import Table
 
 from starlabel.grid import Grid
-from starlabel.uncertainty import noise_sigma, pixel_noise
+from starlabel.uncertainty import noise_sigma, pixel_noise, pixel_sigma
 
 
 def _spectra(n, noise, seed=0):
@@ -94,3 +94,49 @@ def test_masked_pixels_neither_bias_the_noise_nor_get_noise():
     ens = _LinearEnsemble(grid, weights)
     assert (noise_sigma(ens, flux, draws=2, mask=mask) == 0).all()
     assert (noise_sigma(ens, flux, draws=2) > 0).all()
+
+
+def test_error_spectrum_sets_the_noise_where_it_is_finite():
+    """A per-pixel error spectrum replaces DER_SNR where it is known (noise varying along the
+    spectrum, which DER_SNR's one number per setup cannot follow) and DER_SNR fills its NaNs; the
+    noise-propagated uncertainty of a linear network then follows J σ² Jᵀ with that σ."""
+    grid, flux = _spectra(200, np.array([0.01, 0.01]), seed=4)
+    slices = list(grid.slices().values())
+    error = np.full(flux.shape, 0.01, np.float32)
+    error[:, :500] = 0.05  # a noisy stretch, e.g. a sky-line residual
+    error[:, slices[1]] = np.nan  # no error known in setup B
+    sigma = pixel_sigma(flux, slices, error=error)
+    assert (sigma[:, :500] == 0.05).all() and (sigma[:, 500 : slices[0].stop] == 0.01).all()
+    np.testing.assert_allclose(np.median(sigma[:, slices[1]]), 0.01, rtol=0.08)  # DER_SNR fills in
+    weights = np.zeros((1, grid.n_pixels, 2))
+    weights[0, :500, 0] = 0.1  # label 0 reads the noisy stretch, label 1 the quiet rest of A
+    weights[0, 500 : slices[0].stop, 1] = 0.1
+    ens = _LinearEnsemble(grid, weights)
+    got = noise_sigma(ens, flux, draws=8, seed=1, error=error)
+    want = 0.1 * np.sqrt([500 * 0.05**2, (slices[0].stop - 500) * 0.01**2])
+    np.testing.assert_allclose(np.sqrt(np.mean(got**2, 0)), want, rtol=0.05)
+    without = noise_sigma(ens, flux, draws=8, seed=1)  # DER_SNR: 0.01 everywhere
+    assert np.sqrt(np.mean(without[:, 0] ** 2)) < 0.3 * want[0]
+
+
+def test_predict_draws_the_noise_from_the_dataset_error(toy_bundle, tmp_path):
+    """`predict --noise-draws` on toy spectra with noise 0.01, once without /error (DER_SNR) and once
+    with an error spectrum claiming 0.05: E_*_NOISE grows about fivefold (the toy network is close to
+    linear at this noise level)."""
+    from starlabel.cli import main
+    from starlabel.io.dataset import Dataset, write_dataset
+    from toys import make_sets
+
+    data = Dataset(make_sets(tmp_path / "obs.h5", n=6, seed=3, n_observed=40))
+    flux, mask = data.read(mask=True)
+    write_dataset(tmp_path / "obs_err.h5", data.grid, flux, mask, data.catalogue,
+                  error=np.full(flux.shape, 0.05, "f4"))
+    noise = {}
+    for name in ("obs.h5", "obs_err.h5"):
+        out = tmp_path / f"{name}.fits"
+        assert main(["predict", str(toy_bundle), str(tmp_path / name), "--out", str(out), "--noise-draws", "2",
+                     "--no-progress"]) == 0
+        t = Table.read(out)
+        noise[name] = np.array([np.median(t[c]) for c in t.colnames if c.endswith("_NOISE")])
+    ratio = noise["obs_err.h5"] / noise["obs.h5"]
+    assert np.all((ratio > 3) & (ratio < 8)), ratio

@@ -6,8 +6,12 @@ mock survey only a third (3 networks) to a half (8 networks) of the test stars l
 ensemble σ of the truth.
 Here each network also labels copies of the spectrum with extra Gaussian noise at the
 spectrum's own noise level; the rms change of its labels is the noise-propagated uncertainty
-(to first order J Σ Jᵀ, whatever the network). The noise level per setup is measured from the
-flux itself with DER_SNR (Stoehr et al. 2008), so no error spectrum is needed.
+(to first order J Σ Jᵀ, whatever the network). The noise comes from the dataset's error spectrum
+(`/error`, written by `prepare`) where it has one; elsewhere the noise level per setup is measured
+from the flux itself with DER_SNR (Stoehr et al. 2008), so no error spectrum is needed. DER_SNR
+underestimates σ on a grid finer than the file's pixels (resampling correlates neighbours: on the
+mock's 0.05-Å products onto the 0.06-Å HR10 grid), and it cannot see noise that varies along the
+spectrum (Ca II cores, sky-line residuals); the error spectrum does both.
 """
 
 from __future__ import annotations
@@ -43,27 +47,42 @@ def pixel_noise(flux: np.ndarray, slices, mask: np.ndarray | None = None) -> np.
     return out
 
 
+def pixel_sigma(flux: np.ndarray, slices, mask: np.ndarray | None = None,
+                error: np.ndarray | None = None) -> np.ndarray:
+    """(N, P) per-pixel 1σ: the error spectrum where it is finite and positive, else the setup's
+    DER_SNR noise (`pixel_noise`)."""
+    per_setup = pixel_noise(flux, slices, mask)
+    sigma = np.empty(np.shape(flux), dtype=np.float32)
+    for j, s in enumerate(slices):
+        sigma[:, s] = per_setup[:, j : j + 1]
+    if error is not None:
+        err = np.asarray(error, dtype=np.float32)
+        good = np.isfinite(err) & (err > 0)
+        sigma[good] = err[good]
+    return sigma
+
+
 def noise_sigma(ensemble, flux: np.ndarray, draws: int = 1, seed=0, each: np.ndarray | None = None,
-                mask: np.ndarray | None = None, **predict_kw) -> np.ndarray:
+                mask: np.ndarray | None = None, error: np.ndarray | None = None, **predict_kw) -> np.ndarray:
     """(N, L) noise-propagated uncertainty in physical units: rms over `draws` noisy copies and
     over the kept networks of (label of noisy copy − label of the spectrum). `each` is the
     ensemble's `predict_each(flux)` when already computed; `seed` makes the draws repeatable.
-    Masked pixels (`mask` non-zero) hold fill values, not data: they get no noise."""
+    Masked pixels (`mask` non-zero) hold fill values, not data: they get no noise. `error`: the
+    spectra's (N, P) error spectrum, used where finite (`pixel_sigma`)."""
     if draws < 1:
         raise ValueError(f"draws must be at least 1, got {draws}")
     x = np.asarray(flux, dtype=np.float32)
     if each is None:
         each = ensemble.predict_each(x, **predict_kw)
     slices = list(ensemble.grid.slices().values())
-    sigma = pixel_noise(x, slices, mask)
-    keep = None if mask is None or not np.any(mask) else (np.asarray(mask) == 0).astype(np.float32)
+    sigma = pixel_sigma(x, slices, mask, error)
+    if mask is not None and np.any(mask):
+        sigma *= np.asarray(mask) == 0
     rng = np.random.default_rng(seed)
     sq = np.zeros(each.shape[1:])
     for _ in range(draws):
         noisy = x.copy()
-        for j, s in enumerate(slices):
-            width = s.stop - s.start
-            eps = rng.standard_normal((len(x), width), dtype=np.float32) * sigma[:, j : j + 1]
-            noisy[:, s] += eps if keep is None else eps * keep[:, s]
+        for s in slices:  # per setup, so that the draws are the same numbers as before per-pixel σ
+            noisy[:, s] += rng.standard_normal((len(x), s.stop - s.start), dtype=np.float32) * sigma[:, s]
         sq += ((ensemble.predict_each(noisy, **predict_kw) - each) ** 2).mean(0)
     return np.sqrt(sq / draws)

@@ -240,11 +240,12 @@ class Ensemble:
         return self.labels.from_network(out.astype(np.float64))
 
     def predict(self, flux, noise_draws: int = 0, seed=0, mask=None, batch: int | None = None,
-                threads: int | None = None, compile: bool = False) -> Prediction:
+                threads: int | None = None, compile: bool = False, error=None) -> Prediction:
         """Ensemble mean and standard deviation over the kept networks, and with `noise_draws` > 0
         the noise-propagated uncertainty (`uncertainty.noise_sigma`, seeded by `seed`; `mask`: the
-        spectra's pixel mask, whose flagged pixels get no noise). `batch`, `threads`, `compile`:
-        see `predict_each`."""
+        spectra's pixel mask, whose flagged pixels get no noise; `error`: their error spectrum, the
+        noise drawn where it is finite, DER_SNR elsewhere). `batch`, `threads`, `compile`: see
+        `predict_each`."""
         if noise_draws < 0:
             raise ValueError(f"noise_draws must be 0 or more, got {noise_draws}")
         each = self.predict_each(flux, batch, threads, compile)
@@ -252,8 +253,8 @@ class Ensemble:
         if noise_draws:
             from ..uncertainty import noise_sigma
 
-            noise = noise_sigma(self, flux, noise_draws, seed, each=each, mask=mask, batch=batch, threads=threads,
-                                compile=compile)
+            noise = noise_sigma(self, flux, noise_draws, seed, each=each, mask=mask, error=error, batch=batch,
+                                threads=threads, compile=compile)
         return Prediction(tuple(self.labels.names), each.mean(0), each.std(0), noise)
 
     def gradients(self, flux) -> np.ndarray:

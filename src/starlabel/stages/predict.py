@@ -44,19 +44,22 @@ def label_rows(ens: Ensemble, ds: Dataset, rows: np.ndarray, chunk: int, noise_d
     """(mean, std, noise, bad rows) of the dataset `rows`, labelled `chunk` rows at a time.
 
     The noise draws of a chunk are seeded by [seed, its first row]: any caller that cuts the rows
-    into the same chunks gets the same numbers. Rows with non-finite flux get NaN (listed in `bad`)."""
+    into the same chunks gets the same numbers; they use the dataset's /error where it has one.
+    Rows with non-finite flux get NaN (listed in `bad`)."""
     names = ens.labels.names
     mean = np.full((len(rows), len(names)), np.nan)
     std = np.full((len(rows), len(names)), np.nan)
     noise = np.full((len(rows), len(names)), np.nan)
     bad = []
     done = 0
-    for r, flux, *mask in ds.iter_chunks(chunk, rows=rows, mask=noise_draws > 0):
+    draws = noise_draws > 0
+    for r, flux, *extra in ds.iter_chunks(chunk, rows=rows, mask=draws, error=draws):
         ok = np.isfinite(flux).all(1)
         bad += r[~ok].tolist()
         if ok.any():
-            p = ens.predict(flux[ok], noise_draws, seed=[seed, int(r[0])],
-                            mask=mask[0][ok] if noise_draws else None, compile=compile, threads=threads)
+            mask, error = extra if draws else (None, None)
+            p = ens.predict(flux[ok], noise_draws, seed=[seed, int(r[0])], mask=None if mask is None else mask[ok],
+                            error=None if error is None else error[ok], compile=compile, threads=threads)
             mean[done : done + len(r)][ok] = p.mean
             std[done : done + len(r)][ok] = p.std
             if noise_draws:
