@@ -31,7 +31,7 @@ from torch import nn
 
 from ..cores import usable_cores
 from .config import NetworkConfig
-from .network import Network, _window_matrix, _windows
+from .network import Network, _window_matrix, _windows, conv_pool
 
 
 class _MaxAxis(torch.autograd.Function):
@@ -172,6 +172,35 @@ class FusedNetwork(nn.Module):
         else:
             x = self._features(flux, wmats, infer)
         return self._head(x, dense, infer)
+
+    def member_leaves(self, k: int) -> list[torch.Tensor]:
+        """Member `k`'s parameters, in `parameters()` order, as leaf tensors that share the stacked
+        parameters' memory (an update of either is seen by both) but have their own autograd
+        version counters: one member's optimizer step does not invalidate another member's graph,
+        so members can train side by side on threads (`fused_train`)."""
+        return [p.data[k].requires_grad_() for p in self.parameters()]
+
+    def member_forward(self, leaves: list[torch.Tensor], flux: torch.Tensor,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        """Member forward with autograd, (B, n_pixels) → (B, n_labels), on `member_leaves(k)`: the
+        operations of `Network.forward` (`network.conv_pool`, `F.linear`, LeakyReLU, dropout), so its
+        numbers and gradients are the single network's. In training mode the dropout masks come from
+        `generator` (torch's global one if None), drawn as `F.dropout` draws them on a CPU."""
+        c = self.config
+        nc, nd = len(self.conv_w), len(self.dense_w)
+        cw, cb, dw, db = leaves[:nc], leaves[nc : 2 * nc], leaves[2 * nc : 2 * nc + nd], leaves[2 * nc + nd :]
+        x = flux.unsqueeze(-1)  # (B, L, 1) channels-last
+        for w, b in zip(cw, cb):
+            x = conv_pool(x, w, b, c.pool, c.negative_slope)
+        x = x.transpose(1, 2).reshape(x.shape[0], -1)  # flatten in Conv1d's (C, L) order
+        for w, b in zip(dw[:-1], db[:-1]):
+            x = F.leaky_relu(F.linear(x, w, b), c.negative_slope)
+            if self.training and c.dropout > 0:
+                if generator is None:
+                    x = F.dropout(x, c.dropout, True)
+                else:  # ATen's CPU dropout: a Bernoulli(1 - p) mask divided by 1 - p, times the input
+                    x = x * torch.empty_like(x).bernoulli_(1 - c.dropout, generator=generator).div_(1 - c.dropout)
+        return F.linear(x, dw[-1], db[-1])
 
     def _features(self, flux, wmats, infer) -> torch.Tensor:
         """The conv blocks: → (M, B, n·C), flattened channels-last."""
