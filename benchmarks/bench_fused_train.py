@@ -9,7 +9,7 @@ M of `--members` (each member with its own data order, noise and dropout generat
 members side by side on threads) over the same `--n-train` random spectra, alternating, ROUNDS
 times, with `starlabel.cores.configure_threads()` (or `--threads`); with more than one thread one
 network is also timed single-threaded. `--batched` also times the
-batched fused network (the GPU path, which CPU training used before 2026-12-01); `--keras` times the
+batched fused network (the GPU path, which CPU training also used until 2026-11-30); `--keras` times the
 paper's Keras/TensorFlow stack in each round (`bench_keras_reference.run_keras`: one epoch over 8 817
 spectra, plus its inference timings, which are not used here). Prints spectra×epochs/s per member
 (each member's progress: n-train / the time of the fused epoch) and its ratio to one network alone
