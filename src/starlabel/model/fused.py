@@ -6,7 +6,7 @@ member axis and runs them together, with the same conv-as-GEMM rearrangement as 
 
 * first block: all members read the same spectrum, so its windows are built once and one GEMM
   with the M members' window matrices stacked (M·pool·Co rows) gives every member's output;
-  when each member has its own input (fused training), a batched GEMM (`torch.bmm`);
+  when each member has its own input (fused training on a GPU), a batched GEMM (`torch.bmm`);
 * later blocks: the members' convolutions are a grouped convolution (groups = M), done as one
   `torch.bmm` over the members' window matrices;
 * dense layers: `torch.baddbmm` over the stacked weights; the first one's columns are permuted
@@ -18,6 +18,11 @@ The result equals running each network alone, to float32 rounding (the sums run 
 order). `state_dicts()` gives each member's parameters in the `Network` layout, so bundles do
 not change. For inference, `FusedNetwork.of(networks)` builds it frozen, with the window
 matrices cached (they are rebuilt when `refresh()` is called after changing weights).
+
+Fused training on a CPU does not use `forward` but one member at a time (`member_leaves`,
+`member_forward`: the single network's own operations on the member's slices of the stacked
+weights), the members side by side on threads: there the batched form was slower per member
+(`fused_train._members_side_by_side` says why).
 """
 
 from __future__ import annotations
