@@ -123,11 +123,14 @@ class FusedNetwork(nn.Module):
 
     def state_dicts(self) -> list[dict[str, torch.Tensor]]:
         """Each member's parameters as a `Network` state dict (detached copies)."""
-        out = [{} for _ in range(self.m)]
+        return [self.member_state_dict(k) for k in range(self.m)]
+
+    def member_state_dict(self, k: int) -> dict[str, torch.Tensor]:
+        """Member `k`'s parameters as a `Network` state dict (detached copies)."""
+        out = {}
         for wn, w, bn, b in self._names():
-            for k in range(self.m):
-                out[k][wn] = w[k].detach().clone()
-                out[k][bn] = b[k].detach().clone()
+            out[wn] = w[k].detach().clone()
+            out[bn] = b[k].detach().clone()
         return out
 
     def networks(self) -> list[Network]:

@@ -286,7 +286,6 @@ def _train_together(runs, net_cfg, cfg, x_tr, y_tr, x_te, y_te, w_tr, w_te, nois
         train_loss = fused_epoch(fused, opt, x_tr, y_tr, cfg.batch_size, [shuffles[r] for r in active], w_tr, noise,
                                  [drops[r] for r in active])
         pred = _eval(fused, x_te, cfg.eval_batch_size)
-        member_states = None
         stop = []
         for k, r in enumerate(active):
             st = states[r]
@@ -304,9 +303,7 @@ def _train_together(runs, net_cfg, cfg, x_tr, y_tr, x_te, y_te, w_tr, w_te, nois
                 snaps[r][f"epoch_{epoch}"] = pred[k].cpu()
             if test < st["best_test"] - cfg.min_delta:
                 st.update(best_test=test, best_epoch=epoch, bad_epochs=0)
-                if member_states is None:
-                    member_states = fused.state_dicts()
-                best[r] = member_states[k]
+                best[r] = fused.member_state_dict(k)
                 snaps[r]["best"] = pred[k].cpu()
             else:
                 st["bad_epochs"] += 1
@@ -342,7 +339,7 @@ def _save_member(st, best, snaps, fused, opt, k, shuffle, sched, device, ckpt_di
     torch's Adam keeps it, RNG states, schedule, history): `train_run` can continue it. `dropout`:
     the member's dropout generator, saved as the torch RNG state `train_run` restores."""
     net = Network(fused.config)
-    weights = fused.state_dicts()[k]
+    weights = fused.member_state_dict(k)
     net.load_state_dict(weights)
     adam = torch.optim.Adam(net.parameters(), lr=float(opt.lr[k]), fused=device.type in ("cpu", "cuda"))
     order = {id(p): j for j, p in enumerate(fused.parameters())}
