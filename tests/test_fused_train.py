@@ -115,23 +115,25 @@ def test_cli_has_fused_device_threads():
 
 
 @pytest.mark.slow
-def test_interrupted_fused_training_continues_run_by_run(tmp_path):
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_interrupted_fused_training_continues_run_by_run(tmp_path, dropout):
     """Every epoch each member is checkpointed in train_run's format: after an interruption the
-    runs continue (by train_run) to what the uninterrupted fused training gives (without dropout
-    nothing random is shared, so to float rounding)."""
+    runs continue (by train_run) to what the uninterrupted fused training gives, to float rounding
+    (on a CPU each member's dropout generator is checkpointed as the one train_run restores)."""
+    net = NetworkConfig(**{**NET.__dict__, "dropout": dropout})
     cfg = TrainConfig(learning_rate=1e-3, batch_size=16, max_epochs=6, patience=1, lr_patience=1,
                       noise_augment=1.0, refit_output=False)
     data = _data()
     runs = [(0, 11), (1, 12), (2, 13)]
-    whole = train_fused(runs, NET, cfg, data, tmp_path / "whole", torch.device("cpu"), progress=False)
+    whole = train_fused(runs, net, cfg, data, tmp_path / "whole", torch.device("cpu"), progress=False)
 
     def stop(index, epoch, st):
         if epoch == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_fused(runs, NET, cfg, data, tmp_path / "cut", torch.device("cpu"), callback=stop, progress=False)
-    again = train_fused(runs, NET, cfg, data, tmp_path / "cut", torch.device("cpu"), progress=False)
+        train_fused(runs, net, cfg, data, tmp_path / "cut", torch.device("cpu"), callback=stop, progress=False)
+    again = train_fused(runs, net, cfg, data, tmp_path / "cut", torch.device("cpu"), progress=False)
     for a, b in zip(whole, again):
         assert a.state.epoch == b.state.epoch and a.state.best_epoch == b.state.best_epoch
         np.testing.assert_allclose(a.state.test_loss, b.state.test_loss, rtol=1e-4)

@@ -194,10 +194,11 @@ def _members_side_by_side(fused, opt, x, y, batch, shuffles, w, noise, dropout, 
         return [work(k) for k in range(m)]
     saved = torch.get_num_threads()
     torch.set_num_threads(max(1, saved // threads))
+    pool = ThreadPoolExecutor(threads)
     try:
-        with ThreadPoolExecutor(threads) as pool:
-            return list(pool.map(work, range(m)))
-    finally:
+        return list(pool.map(work, range(m)))
+    finally:  # on Ctrl-C the members under way finish their epoch, the others do not start it
+        pool.shutdown(wait=True, cancel_futures=True)
         torch.set_num_threads(saved)
 
 
