@@ -115,25 +115,81 @@ def test_cli_has_fused_device_threads():
 
 
 @pytest.mark.slow
-def test_interrupted_fused_training_continues_run_by_run(tmp_path):
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_interrupted_fused_training_continues_run_by_run(tmp_path, dropout):
     """Every epoch each member is checkpointed in train_run's format: after an interruption the
-    runs continue (by train_run) to what the uninterrupted fused training gives (without dropout
-    nothing random is shared, so to float rounding)."""
+    runs continue (by train_run) to what the uninterrupted fused training gives, to float rounding
+    (on a CPU each member's dropout generator is checkpointed as the one train_run restores)."""
+    net = NetworkConfig(**{**NET.__dict__, "dropout": dropout})
     cfg = TrainConfig(learning_rate=1e-3, batch_size=16, max_epochs=6, patience=1, lr_patience=1,
                       noise_augment=1.0, refit_output=False)
     data = _data()
     runs = [(0, 11), (1, 12), (2, 13)]
-    whole = train_fused(runs, NET, cfg, data, tmp_path / "whole", torch.device("cpu"), progress=False)
+    whole = train_fused(runs, net, cfg, data, tmp_path / "whole", torch.device("cpu"), progress=False)
 
     def stop(index, epoch, st):
         if epoch == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_fused(runs, NET, cfg, data, tmp_path / "cut", torch.device("cpu"), callback=stop, progress=False)
-    again = train_fused(runs, NET, cfg, data, tmp_path / "cut", torch.device("cpu"), progress=False)
+        train_fused(runs, net, cfg, data, tmp_path / "cut", torch.device("cpu"), callback=stop, progress=False)
+    again = train_fused(runs, net, cfg, data, tmp_path / "cut", torch.device("cpu"), progress=False)
     for a, b in zip(whole, again):
         assert a.state.epoch == b.state.epoch and a.state.best_epoch == b.state.best_epoch
         np.testing.assert_allclose(a.state.test_loss, b.state.test_loss, rtol=1e-4)
         for k in a.best:
             torch.testing.assert_close(a.best[k], b.best[k], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_fused_runs_follow_separate_runs_with_dropout(tmp_path):
+    """On a CPU each member draws its dropout masks from the generator its separate run would use,
+    so with dropout, too, every member retraces its separate run (one torch thread: bit for bit
+    as far as checked here; the tolerances allow for float rounding)."""
+    net = NetworkConfig(**{**NET.__dict__, "dropout": 0.2})
+    cfg = TrainConfig(learning_rate=1e-3, batch_size=16, max_epochs=4, patience=2, lr_patience=1,
+                      noise_augment=1.0, refit_output=False)
+    data = _data()
+    runs = [(0, 21), (1, 22)]
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fused = train_fused(runs, net, cfg, data, tmp_path / "fused", torch.device("cpu"), progress=False)
+        for (i, seed), got in zip(runs, fused):
+            want = train_run(i, seed, net, cfg, data, None, torch.device("cpu"), progress=False)
+            assert got.state.epoch == want.state.epoch and got.state.best_epoch == want.state.best_epoch
+            np.testing.assert_allclose(got.state.train_loss, want.state.train_loss, rtol=1e-5)
+            np.testing.assert_allclose(got.state.test_loss, want.state.test_loss, rtol=1e-5)
+            for k in want.best:
+                torch.testing.assert_close(got.best[k], want.best[k], rtol=1e-4, atol=1e-6)
+    finally:
+        torch.set_num_threads(saved)
+
+
+def test_side_by_side_epoch_equals_batched_epoch():
+    """The CPU formulation of a fused epoch (members side by side, each the single network's own
+    operations, on threads) and the batched one (one FusedNetwork, GPU's) give the same losses and
+    weights to float32 rounding when nothing random is shared (dropout 0), with 1 and 2 threads:
+    the new CPU path's forward, gradients and Adam steps against the batched network's."""
+    from starlabel.model.fused import FusedNetwork
+    from starlabel.model.fused_train import StackedAdam, fused_epoch
+    from starlabel.model.network import Network
+
+    data = _data()
+    torch.manual_seed(0)
+    nets = [Network(NET) for _ in range(3)]
+    out = {}
+    for how in ("batched", "side1", "side2"):
+        fused = FusedNetwork.from_networks(nets)
+        opt = StackedAdam(fused.parameters(), torch.tensor([1e-3, 2e-3, 5e-4], dtype=torch.float64))
+        gens = [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
+        losses = [fused_epoch(fused, opt, data.x_train, data.y_train, 16, gens, noise=data.noise,
+                              batched=how == "batched", threads=int(how[-1]) if how != "batched" else None)
+                  for _ in range(2)]
+        out[how] = (np.array(losses), fused.state_dicts(), opt.step_count.clone())
+    for how in ("side1", "side2"):
+        np.testing.assert_allclose(out[how][0], out["batched"][0], rtol=1e-5)
+        assert torch.equal(out[how][2], out["batched"][2])
+        for a, b in zip(out[how][1], out["batched"][1]):
+            for k in a:
+                torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4)  # 24 Adam steps, two arithmetics

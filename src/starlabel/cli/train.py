@@ -27,8 +27,11 @@ def add_parser(sub):
                    help="after early stopping, refit the output layer by ridge regression on the last "
                         "hidden features, undoing dropout's shrinkage (default: the preset's; not in the paper)")
     p.add_argument("--fused", action="store_true",
-                   help="train all runs together as one fused network (each keeps its own seed, data order, "
-                        "learning rate and early stopping; meant for GPUs: on a CPU it was slower per run, see README)")
+                   help="train all runs together (each keeps its own seed, data order, learning rate and early "
+                        "stopping). On a CPU the runs train side by side, one per thread, each computing what it "
+                        "would alone, dropout masks included: as fast as one run after another with --threads 1, and on shared "
+                        "cores several times faster than one after another with several threads each "
+                        "(docs/benchmarks.md); on a GPU as one batched network")
     p.add_argument("--scheduler", metavar="local[:N]|ADDRESS|FILE",
                    help="train the runs as tasks on a Dask cluster, one per worker: 'local:N' starts N worker "
                         "processes here, tcp://host:port or a scheduler file connects to a running one (see the "

@@ -6,7 +6,7 @@ member axis and runs them together, with the same conv-as-GEMM rearrangement as 
 
 * first block: all members read the same spectrum, so its windows are built once and one GEMM
   with the M members' window matrices stacked (M·pool·Co rows) gives every member's output;
-  when each member has its own input (fused training), a batched GEMM (`torch.bmm`);
+  when each member has its own input (fused training on a GPU), a batched GEMM (`torch.bmm`);
 * later blocks: the members' convolutions are a grouped convolution (groups = M), done as one
   `torch.bmm` over the members' window matrices;
 * dense layers: `torch.baddbmm` over the stacked weights; the first one's columns are permuted
@@ -18,6 +18,11 @@ The result equals running each network alone, to float32 rounding (the sums run 
 order). `state_dicts()` gives each member's parameters in the `Network` layout, so bundles do
 not change. For inference, `FusedNetwork.of(networks)` builds it frozen, with the window
 matrices cached (they are rebuilt when `refresh()` is called after changing weights).
+
+Fused training on a CPU does not use `forward` but one member at a time (`member_leaves`,
+`member_forward`: the single network's own operations on the member's slices of the stacked
+weights), the members side by side on threads: there the batched form was slower per member
+(`fused_train._members_side_by_side` says why).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from torch import nn
 
 from ..cores import usable_cores
 from .config import NetworkConfig
-from .network import Network, _window_matrix, _windows
+from .network import Network, _window_matrix, _windows, conv_pool
 
 
 class _MaxAxis(torch.autograd.Function):
@@ -118,11 +123,14 @@ class FusedNetwork(nn.Module):
 
     def state_dicts(self) -> list[dict[str, torch.Tensor]]:
         """Each member's parameters as a `Network` state dict (detached copies)."""
-        out = [{} for _ in range(self.m)]
+        return [self.member_state_dict(k) for k in range(self.m)]
+
+    def member_state_dict(self, k: int) -> dict[str, torch.Tensor]:
+        """Member `k`'s parameters as a `Network` state dict (detached copies)."""
+        out = {}
         for wn, w, bn, b in self._names():
-            for k in range(self.m):
-                out[k][wn] = w[k].detach().clone()
-                out[k][bn] = b[k].detach().clone()
+            out[wn] = w[k].detach().clone()
+            out[bn] = b[k].detach().clone()
         return out
 
     def networks(self) -> list[Network]:
@@ -172,6 +180,35 @@ class FusedNetwork(nn.Module):
         else:
             x = self._features(flux, wmats, infer)
         return self._head(x, dense, infer)
+
+    def member_leaves(self, k: int) -> list[torch.Tensor]:
+        """Member `k`'s parameters, in `parameters()` order, as leaf tensors that share the stacked
+        parameters' memory (an update of either is seen by both) but have their own autograd
+        version counters: one member's optimizer step does not invalidate another member's graph,
+        so members can train side by side on threads (`fused_train`)."""
+        return [p.data[k].requires_grad_() for p in self.parameters()]
+
+    def member_forward(self, leaves: list[torch.Tensor], flux: torch.Tensor,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        """Member forward with autograd, (B, n_pixels) → (B, n_labels), on `member_leaves(k)`: the
+        operations of `Network.forward` (`network.conv_pool`, `F.linear`, LeakyReLU, dropout), so its
+        numbers and gradients are the single network's. In training mode the dropout masks come from
+        `generator` (torch's global one if None), drawn as `F.dropout` draws them on a CPU."""
+        c = self.config
+        nc, nd = len(self.conv_w), len(self.dense_w)
+        cw, cb, dw, db = leaves[:nc], leaves[nc : 2 * nc], leaves[2 * nc : 2 * nc + nd], leaves[2 * nc + nd :]
+        x = flux.unsqueeze(-1)  # (B, L, 1) channels-last
+        for w, b in zip(cw, cb):
+            x = conv_pool(x, w, b, c.pool, c.negative_slope)
+        x = x.transpose(1, 2).reshape(x.shape[0], -1)  # flatten in Conv1d's (C, L) order
+        for w, b in zip(dw[:-1], db[:-1]):
+            x = F.leaky_relu(F.linear(x, w, b), c.negative_slope)
+            if self.training and c.dropout > 0:
+                if generator is None:
+                    x = F.dropout(x, c.dropout, True)
+                else:  # ATen's CPU dropout: a Bernoulli(1 - p) mask divided by 1 - p, times the input
+                    x = x * torch.empty_like(x).bernoulli_(1 - c.dropout, generator=generator).div_(1 - c.dropout)
+        return F.linear(x, dw[-1], db[-1])
 
     def _features(self, flux, wmats, infer) -> torch.Tensor:
         """The conv blocks: → (M, B, n·C), flattened channels-last."""

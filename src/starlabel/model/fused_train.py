@@ -5,27 +5,34 @@ Each member is what `train.train_run` would make of its seed, advanced in lockst
 * the same initial weights (`torch.manual_seed(seed)` before `Network(config)`), the same data
   order and the same fresh noise (its own generator, seeded and drawn in the same order as
   `train_run`'s), so each member sees exactly the batches its separate run would see;
-* its own Adam state, step count and learning rate (`StackedAdam`: Adam's arithmetic over the
-  stacked parameters, torch's formula, one learning rate per member), its own plateau schedule
-  (a torch `ReduceLROnPlateau` per member) and its own early stopping: a stopped member leaves
-  the fused module (its best weights kept, the output layer refitted as in `train_run`), and the
-  others go on without its cost.
+* its own Adam state, step count and learning rate (`StackedAdam`, one learning rate per member),
+  its own plateau schedule (a torch `ReduceLROnPlateau` per member) and its own early stopping: a
+  stopped member leaves the fused module (its best weights kept, the output layer refitted as in
+  `train_run`), and the others go on without its cost.
 
-Where it departs from separate runs: dropout masks come from torch's global generator, shared by
-the members, so the runs are equal in distribution, not bit for bit (with dropout 0 they follow the
-separate runs to float rounding; tests/test_fused_train.py checks both). The results have
+How an epoch runs depends on the device (`fused_epoch`). On a CPU each member's epoch is the single
+network's own loop on its slices of the stacked weights, the members side by side on threads
+(`_members_side_by_side`, which says why the batched network is not used there), with torch's fused
+Adam per member and the dropout masks from the generator its separate run would have used: every
+member follows its separate run to float rounding (with one thread per member, as far as measured,
+bit for bit). Elsewhere (GPU) the members run as one batched `FusedNetwork`, with Adam's arithmetic
+over the stacked parameters (torch's unfused formula) and dropout masks from torch's global
+generator, shared by the members: equal in distribution to separate runs, not bit for bit (with
+dropout 0 to float rounding). tests/test_fused_train.py checks these. The results have
 `train_run`'s layout (per-member `Network` state dicts, history, snapshots), and each finished
 member's checkpoint is written in `train_run`'s final format, so bundles are unchanged and a later
 `train` (fused or not) finds those runs done. Every epoch each member still training is checkpointed
-in `train_run`'s resumable format (its weights, Adam state as torch keeps it, generator, schedule):
-an interrupted fused training is continued run by run by `train_run` (equal in distribution; the
-dropout generator is not the one a separate run would have had).
+in `train_run`'s resumable format (its weights, Adam state as torch keeps it, generators, schedule):
+an interrupted fused training is continued run by run by `train_run` (on a CPU as the fused
+training would have gone on; on a GPU equal in distribution, the dropout generator not being the
+one a separate run would have had).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +51,10 @@ log = logging.getLogger(__name__)
 
 class StackedAdam:
     """Adam (torch's arithmetic, no weight decay, no amsgrad) over parameters stacked along a leading
-    member axis, with one learning rate and one step count per member. `keep(idx)` drops members."""
+    member axis, with one learning rate and one step count per member. `keep(idx)` drops members.
+    `step()` updates every member with the stacked formula (torch's unfused Adam); `step_member(k,
+    params, grads)` updates member `k` alone with torch's fused Adam kernel, the one `train_run`'s
+    `Adam(fused=True)` runs on CPU and CUDA, on its slices of the state."""
 
     def __init__(self, params, lr: torch.Tensor, betas=(0.9, 0.999), eps: float = 1e-8):
         self.params = list(params)
@@ -75,6 +85,24 @@ class StackedAdam:
             denom = (v.sqrt() / bc2_sqrt.to(p).view(shape)).add_(self.eps)
             p.addcmul_(m / denom, (self.lr / bc1).to(p).view(shape), value=-1.0)
 
+    @torch.no_grad()
+    def step_member(self, k: int, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+        """Member `k`'s step: `params` are its parameters (views of `self.params`' row k, in their
+        order, e.g. `FusedNetwork.member_leaves(k)`), `grads` their gradients. Safe to call for
+        different members from different threads."""
+        self.step_count[k] += 1
+        p0 = params[0]
+        # a float32 step count, as torch.optim.Adam keeps it (the kernel reads it, it does not add to it)
+        step = torch.tensor(float(self.step_count[k]), dtype=torch.float32, device=p0.device)
+        b1, b2 = self.betas
+        # the kernel walks each tensor's memory in order: autograd.grad may hand back a gradient in
+        # another layout (a conv weight's comes transposed), where `.grad` would hold a copy in the
+        # parameter's layout
+        grads = [g.contiguous() for g in grads]
+        torch._fused_adam_(list(params), grads, [m[k] for m in self.exp_avg], [v[k] for v in self.exp_avg_sq],
+                           [], [step] * len(params), lr=float(self.lr[k]), beta1=b1, beta2=b2, weight_decay=0.0,
+                           eps=self.eps, amsgrad=False, maximize=False)
+
     def keep(self, idx: torch.Tensor) -> None:
         self.lr, self.step_count = self.lr[idx], self.step_count[idx]
         self.exp_avg = [t[idx.to(t.device)] for t in self.exp_avg]
@@ -93,9 +121,17 @@ def _keep_members(net: FusedNetwork, idx: torch.Tensor) -> None:
 
 
 def fused_epoch(fused: FusedNetwork, opt: StackedAdam, x: torch.Tensor, y: torch.Tensor, batch: int,
-                shuffles: list[torch.Generator], w: torch.Tensor | None = None, noise=None) -> list[float]:
+                shuffles: list[torch.Generator], w: torch.Tensor | None = None, noise=None,
+                dropout: list[torch.Generator] | None = None, threads: int | None = None,
+                batched: bool | None = None) -> list[float]:
     """One pass over (x, y) for every member, each in its own freshly shuffled order (its generator,
-    as `train.fit_epoch`); returns each member's mean training loss."""
+    as `train.fit_epoch`); returns each member's mean training loss.
+
+    `batched` (default: not on a CPU): all members as one batched network, dropout masks from torch's
+    global generator; otherwise side by side on `threads` threads (`_members_side_by_side`), member
+    k's dropout masks from `dropout[k]` (torch's global generator if None)."""
+    if not (x.device.type != "cpu" if batched is None else batched):
+        return _members_side_by_side(fused, opt, x, y, batch, shuffles, w, noise, dropout, threads)
     n, device = len(x), x.device
     perms = [torch.randperm(n, generator=g).to(device) for g in shuffles]
     fused.train()
@@ -117,13 +153,84 @@ def fused_epoch(fused: FusedNetwork, opt: StackedAdam, x: torch.Tensor, y: torch
     return (total / n).tolist()
 
 
+def _member_epoch(fused: FusedNetwork, opt: StackedAdam, k: int, x, y, batch, shuffle, w, noise, dropout) -> float:
+    """Member `k`'s epoch: `train.fit_epoch`'s loop with `FusedNetwork.member_forward` on its slices
+    of the stacked weights and its fused Adam step (`StackedAdam.step_member`)."""
+    n = len(x)
+    perm = torch.randperm(n, generator=shuffle)
+    leaves = fused.member_leaves(k)
+    total = torch.zeros(())
+    with torch.enable_grad():
+        for i in range(0, n, batch):
+            idx = perm[i : i + batch]
+            xb = x[idx] if noise is None else noise(x[idx], idx, shuffle)
+            loss = loss_fn(fused.member_forward(leaves, xb, dropout), y[idx], None if w is None else w[idx])
+            opt.step_member(k, leaves, torch.autograd.grad(loss, leaves))
+            total += loss.detach() * len(idx)
+    return total.item() / n
+
+
+def _members_side_by_side(fused, opt, x, y, batch, shuffles, w, noise, dropout, threads) -> list[float]:
+    """`fused_epoch` on a CPU: each member's whole epoch is one task (`_member_epoch`, the single
+    network's own operations on its slices of the stacked weights), handed out one at a time to
+    `threads` (default torch.get_num_threads()) worker threads, each running torch single-threaded
+    (more threads per member when members are fewer than threads).
+
+    Why not the batched network (profiled 2026-11-30, docs/benchmarks.md): on a CPU one network's
+    mini-batch already makes large GEMMs (B·n = 34 560 columns in the second block at batch 64),
+    so batching the members' GEMMs gains nothing, while the batched form's other kernels ran slower
+    per member on its M× larger arrays (the max-pool backward's comparison against a maximum
+    broadcast over an inner axis, the transposing copies of the first dense layer's permuted weights
+    and of their gradients): 0.65–0.9× one network per member. Members on threads share nothing
+    within an epoch, so no thread waits on another (intra-op threads meet at a barrier in every
+    operation, which on shared cores is where the time goes), and the numbers are each member's
+    separate run's, dropout included when `dropout` holds the generators of the separate runs."""
+    m = len(shuffles)
+    threads = max(1, min(threads or torch.get_num_threads(), m))
+    gens = dropout if dropout is not None else [None] * m
+    fused.train()
+    work = lambda k: _member_epoch(fused, opt, k, x, y, batch, shuffles[k], w, noise, gens[k])  # noqa: E731
+    if threads == 1:
+        return [work(k) for k in range(m)]
+    saved = torch.get_num_threads()
+    torch.set_num_threads(max(1, saved // threads))
+    pool = ThreadPoolExecutor(threads)
+    try:
+        return list(pool.map(work, range(m)))
+    finally:  # on Ctrl-C the members under way finish their epoch, the others do not start it
+        pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(saved)
+
+
 def _eval(net: FusedNetwork, x: torch.Tensor, batch: int) -> torch.Tensor:
-    """(M, N, L) predictions of the fused members on the shared test set (eval mode, no autograd)."""
+    """(M, N, L) predictions of the fused members on the shared test set (eval mode, no autograd).
+    On a CPU the batches go one at a time to torch.get_num_threads() worker threads, each running
+    torch single-threaded, as `fused.predict_fused` does: with the intra-op threads instead, this
+    pass took longer than the training epoch on shared cores (6.9 vs 6.4 s per epoch for 10 paper
+    members, 128 test and 256 training spectra, load ≈ 8)."""
     net.eval()
+    cpu = x.device.type == "cpu"
+    starts = range(0, len(x), batch)
+    threads = min(torch.get_num_threads(), len(starts)) if cpu else 1
     with torch.inference_mode():
         net.refresh()
-        cb = 4 if x.device.type == "cpu" else None
-        out = torch.cat([net(x[i : i + batch], cb) for i in range(0, len(x), batch)], 1)
+        out = torch.empty(net.m, len(x), net.config.n_labels, dtype=x.dtype, device=x.device)
+
+    def work(i):
+        with torch.inference_mode():
+            out[:, i : i + batch] = net(x[i : i + batch], 4 if cpu else None)
+
+    if threads > 1:
+        saved = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(work, starts))
+        finally:
+            torch.set_num_threads(saved)
+    else:
+        for i in starts:
+            work(i)
     net.train()
     return out
 
@@ -153,10 +260,12 @@ def train_fused(runs: list[tuple[int, int]], net_cfg: NetworkConfig, cfg: TrainC
 
 def _train_together(runs, net_cfg, cfg, x_tr, y_tr, x_te, y_te, w_tr, w_te, noise, ckpt_dir, device,
                     callback, progress) -> list[dict]:
-    nets = []
+    nets, drops = [], []
     for _, seed in runs:
         torch.manual_seed(seed)  # as train_run: the same initial weights
         nets.append(Network(net_cfg))
+        drops.append(torch.Generator())  # and the dropout masks train_run would draw next (the CPU path)
+        drops[-1].set_state(torch.get_rng_state())
     fused = FusedNetwork.from_networks(nets).to(device).train()
     del nets
     m = len(runs)
@@ -175,9 +284,9 @@ def _train_together(runs, net_cfg, cfg, x_tr, y_tr, x_te, y_te, w_tr, w_te, nois
     bar = tqdm(total=cfg.max_epochs, desc=f"runs {runs[0][0]}–{runs[-1][0]} fused", unit="epoch",
                disable=not progress, leave=False)
     while active:
-        train_loss = fused_epoch(fused, opt, x_tr, y_tr, cfg.batch_size, [shuffles[r] for r in active], w_tr, noise)
+        train_loss = fused_epoch(fused, opt, x_tr, y_tr, cfg.batch_size, [shuffles[r] for r in active], w_tr, noise,
+                                 [drops[r] for r in active])
         pred = _eval(fused, x_te, cfg.eval_batch_size)
-        member_states = None
         stop = []
         for k, r in enumerate(active):
             st = states[r]
@@ -195,9 +304,7 @@ def _train_together(runs, net_cfg, cfg, x_tr, y_tr, x_te, y_te, w_tr, w_te, nois
                 snaps[r][f"epoch_{epoch}"] = pred[k].cpu()
             if test < st["best_test"] - cfg.min_delta:
                 st.update(best_test=test, best_epoch=epoch, bad_epochs=0)
-                if member_states is None:
-                    member_states = fused.state_dicts()
-                best[r] = member_states[k]
+                best[r] = fused.member_state_dict(k)
                 snaps[r]["best"] = pred[k].cpu()
             else:
                 st["bad_epochs"] += 1
@@ -210,7 +317,7 @@ def _train_together(runs, net_cfg, cfg, x_tr, y_tr, x_te, y_te, w_tr, w_te, nois
         for k, r in enumerate(active):
             if k not in stop:  # finished ones were written by _finish
                 _save_member(states[r], best[r], snaps[r], fused, opt, k, shuffles[r], scheds[r][1], device,
-                             ckpt_dir)
+                             ckpt_dir, drops[r] if device.type == "cpu" else None)
         if callback is not None:
             for r in active:
                 callback(states[r]["index"], states[r]["epoch"], dict(states[r]))
@@ -228,11 +335,12 @@ def _train_together(runs, net_cfg, cfg, x_tr, y_tr, x_te, y_te, w_tr, w_te, nois
     return [states[r] | {"_best": best[r], "_snaps": snaps[r]} for r in range(m)]
 
 
-def _save_member(st, best, snaps, fused, opt, k, shuffle, sched, device, ckpt_dir) -> None:
+def _save_member(st, best, snaps, fused, opt, k, shuffle, sched, device, ckpt_dir, dropout=None) -> None:
     """Checkpoint member `k` in `train_run`'s resumable format (weights, best weights, Adam state as
-    torch's Adam keeps it, RNG states, schedule, history): `train_run` can continue it."""
+    torch's Adam keeps it, RNG states, schedule, history): `train_run` can continue it. `dropout`:
+    the member's dropout generator, saved as the torch RNG state `train_run` restores."""
     net = Network(fused.config)
-    weights = fused.state_dicts()[k]
+    weights = fused.member_state_dict(k)
     net.load_state_dict(weights)
     adam = torch.optim.Adam(net.parameters(), lr=float(opt.lr[k]), fused=device.type in ("cpu", "cuda"))
     order = {id(p): j for j, p in enumerate(fused.parameters())}
@@ -246,7 +354,7 @@ def _save_member(st, best, snaps, fused, opt, k, shuffle, sched, device, ckpt_di
     ot, oinfo = checkpoint.optimizer_tensors(adam)
     tensors = {f"best.{n}": t for n, t in best.items()} | {f"snap.{n}": v for n, v in snaps.items()}
     tensors |= {f"model.{n}": t for n, t in weights.items()} | ot
-    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.torch"] = torch.get_rng_state() if dropout is None else dropout.get_state()
     tensors["rng.shuffle"] = shuffle.get_state()
     if device.type == "cuda":
         tensors["rng.cuda"] = torch.cuda.get_rng_state()

@@ -86,15 +86,21 @@ def _conv_pool(x: torch.Tensor, conv: nn.Conv1d, pool: int, slope: float) -> tor
     The GEMM is computed transposed, (pool·Co, K) @ (K, B·n), so that the max over the
     `pool` outputs of a window reduces over the outermost axis of one contiguous array.
     """
+    return conv_pool(x, conv.weight, conv.bias, pool, slope)
+
+
+def conv_pool(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, pool: int, slope: float) -> torch.Tensor:
+    """`_conv_pool` with the Conv1d's weight (Co, Ci, k) and bias (Co,) given as tensors (fused
+    training runs each member's slice of the stacked weights through it)."""
     b = x.shape[0]
-    k = conv.kernel_size[0]
+    k = weight.shape[-1]
     n = (x.shape[1] - k + 1) // pool
     n_blocks = -(-(pool + k - 1) // pool)
-    wmat = _window_matrix(conv.weight, pool, n_blocks)
+    wmat = _window_matrix(weight, pool, n_blocks)
     y = torch.mm(wmat.T, _windows(x, n, pool, n_blocks).T)  # (pool·Co, B·n)
     y = y.view(pool, -1, b * n)
     m = _MaxOuter.apply(y) if torch.is_grad_enabled() and y.requires_grad else y.amax(0)
-    z = m + conv.bias[:, None]  # (Co, B·n)
+    z = m + bias[:, None]  # (Co, B·n)
     return F.leaky_relu(z, slope).T.reshape(b, n, -1)
 
 
