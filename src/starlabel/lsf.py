@@ -27,6 +27,13 @@ def lsf_sigma(r_in: float, r_out: float) -> float:
     return math.sqrt(1.0 / r_out**2 - 1.0 / r_in**2) / FWHM_PER_SIGMA
 
 
+def _uniform_loglam(wave: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """ln λ of `wave`, its median step, and a uniform ln λ grid at that step (the Gaussian needs one)."""
+    loglam = np.log(np.asarray(wave, dtype=float))
+    step = float(np.median(np.diff(loglam)))
+    return loglam, step, loglam[0] + step * np.arange(int((loglam[-1] - loglam[0]) / step) + 1)
+
+
 def degrade(wave: np.ndarray, flux: np.ndarray, r_in: float, r_out: float) -> np.ndarray:
     """`flux` (finite, on increasing `wave`) convolved from resolving power r_in to r_out."""
     from scipy.ndimage import gaussian_filter1d
@@ -34,9 +41,7 @@ def degrade(wave: np.ndarray, flux: np.ndarray, r_in: float, r_out: float) -> np
     sigma = lsf_sigma(r_in, r_out)
     if sigma == 0.0:
         return np.asarray(flux, dtype=float)
-    loglam = np.log(np.asarray(wave, dtype=float))
-    step = float(np.median(np.diff(loglam)))
-    uniform = loglam[0] + step * np.arange(int((loglam[-1] - loglam[0]) / step) + 1)
+    loglam, step, uniform = _uniform_loglam(wave)
     smooth = gaussian_filter1d(np.interp(uniform, loglam, flux), sigma / step, mode="nearest")
     return np.interp(loglam, uniform, smooth)
 
@@ -55,9 +60,7 @@ def degrade_variance(wave: np.ndarray, var: np.ndarray, r_in: float, r_out: floa
     sigma = lsf_sigma(r_in, r_out)
     if sigma == 0.0:
         return np.asarray(var, dtype=float)
-    loglam = np.log(np.asarray(wave, dtype=float))
-    step = float(np.median(np.diff(loglam)))
-    uniform = loglam[0] + step * np.arange(int((loglam[-1] - loglam[0]) / step) + 1)
+    loglam, step, uniform = _uniform_loglam(wave)
     s = sigma / step
     half = int(4.0 * s + 0.5)  # gaussian_filter1d's default truncation
     impulse = np.zeros(2 * half + 1)
