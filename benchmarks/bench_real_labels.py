@@ -12,6 +12,13 @@ For each model bundle, on the setups its grid has:
   from its velclass VEL, CASU normalisation as delivered; pixels without data set to 1.0) against its
   iDR6 labels 6203 K / 4.09 / +0.15 — a star no fit has seen.
 Prints label − reference and the ensemble spread E_*_CNN, with date and load.
+
+`--normalise`: for models trained on datasets from `prepare --normalise` (every spectrum divided by
+prepare's own continuum fit, `continuum.fit_continuum`): the real Sun in both setups, the mock Suns
+and the GES star (its CASU final spectrum) are divided by the same fit, so that the real and the mock
+spectra share one normaliser. Without it, HR10 is UVES's own normalisation and the mock Suns have
+their true continuum of 1; prepare's fit puts the emulator Sun's continuum 0.35 % (HR10) and 0.45 %
+(HR21) below 1, UVES's 1.1 % (2026-12-01).
 """
 
 from __future__ import annotations
@@ -26,8 +33,9 @@ REFERENCE = {"Sun": {"TEFF": 5772.0, "LOGG": 4.44, "FE_H": 0.0, "MG_FE": 0.0, "A
              "GES 19235180+0048006 (iDR6)": {"TEFF": 6203.0, "LOGG": 4.09, "FE_H": 0.15}}
 
 
-def spectra_for(ens):
-    """{name: (flux on the model's grid, reference labels)}."""
+def spectra_for(ens, normalise: bool = False):
+    """{name: (flux on the model's grid, reference labels)}; `normalise`: see the module docstring."""
+    from starlabel.continuum import fit_continuum
     from starlabel.grid import GIRAFFE_RESOLUTION
     from starlabel.mock import emulated, engine
     from starlabel.mock import pysme_engine as pe
@@ -36,14 +44,19 @@ def spectra_for(ens):
     grid, sun = ens.grid, REFERENCE["Sun"]
     names = [s.name for s in grid.setups]
     out = {}
-    real = s2r.real_sun(pe.SHARED_DATA, grid)
+    real = s2r.real_sun(pe.SHARED_DATA, grid, renormalise=names if normalise else ("HR21",))
     out["real Sun"] = (np.concatenate([real[n] for n in names]), sun)
     for label, synth in (("mock Sun, one-layer engine", engine.synthesize), ("mock Sun, emulator engine",
                                                                               emulated.synthesize)):
-        out[label] = (np.concatenate([synth(s.wavelength, sun["TEFF"], sun["LOGG"], sun["FE_H"], vsini=s2r.SUN_VSINI,
-                                            resolution=GIRAFFE_RESOLUTION[s.name]) for s in grid.setups]), sun)
+        parts = [synth(s.wavelength, sun["TEFF"], sun["LOGG"], sun["FE_H"], vsini=s2r.SUN_VSINI,
+                       resolution=GIRAFFE_RESOLUTION[s.name]) for s in grid.setups]
+        if normalise:
+            parts = [f / fit_continuum(s.wavelength, f) for s, f in zip(grid.setups, parts)]
+        out[label] = (np.concatenate(parts), sun)
     if names == ["HR21"]:
         flux, _ = s2r.ges_star_hr21(pe.SHARED_DATA, grid)
+        if normalise:
+            flux = flux / fit_continuum(grid.wavelength, flux)
         out["real GES HR21 star"] = (np.where(np.isfinite(flux), flux, 1.0), REFERENCE["GES 19235180+0048006 (iDR6)"])
     return out
 
@@ -51,15 +64,17 @@ def spectra_for(ens):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="+", help="model bundle directories")
+    p.add_argument("--normalise", action="store_true", help="all stars through prepare's continuum fit (see above)")
     a = p.parse_args(argv)
     from starlabel import Ensemble
 
-    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load {os.getloadavg()}")
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load {os.getloadavg()}"
+          + ("; every star through prepare's continuum fit" if a.normalise else ""))
     for path in a.models:
         ens = Ensemble.load(path)
         names = ens.labels.names
         print(f"\n{path}: {len(ens.networks)} networks, setups {[s.name for s in ens.grid.setups]}, labels {names}")
-        for star, (flux, ref) in spectra_for(ens).items():
+        for star, (flux, ref) in spectra_for(ens, a.normalise).items():
             p_ = ens.predict(flux[None])
             parts = []
             for j, n in enumerate(names):

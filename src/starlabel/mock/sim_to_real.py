@@ -57,8 +57,10 @@ def real_sun_native(shared_data: str) -> dict[str, tuple[np.ndarray, np.ndarray]
     return {"HR10": (uves[:, 0], uves[:, 1]), "HR21": (wave, sao[:, 1] / fit_continuum(wave, sao[:, 1]))}
 
 
-def real_sun(shared_data: str | Path, grid: Grid | None = None) -> dict[str, np.ndarray]:
-    """{setup: flux on the pipeline grid} of the real Sun at GIRAFFE resolution."""
+def real_sun(shared_data: str | Path, grid: Grid | None = None, renormalise=("HR21",)) -> dict[str, np.ndarray]:
+    """{setup: flux on the pipeline grid} of the real Sun at GIRAFFE resolution. The setups in
+    `renormalise` are divided by `fit_continuum` after the degradation, as `prepare --normalise` does
+    (SAO2010, an irradiance, needs it; UVES HR10 comes normalised by its authors)."""
     from ..continuum import fit_continuum
 
     grid = grid or Grid.default()
@@ -67,7 +69,7 @@ def real_sun(shared_data: str | Path, grid: Grid | None = None) -> dict[str, np.
         w, f = real_sun_native(str(shared_data))[s.name]
         g = gaussian_degrade(w, f, GIRAFFE_RESOLUTION[s.name], NATIVE_R[s.name])[20:-20]
         w = w[20:-20]
-        if s.name == "HR21":  # re-normalise after the degradation, as prepare would
+        if s.name in renormalise:  # re-normalise after the degradation, as prepare would
             g = g / fit_continuum(w, g)
         out[s.name] = resample(w, g, s.wavelength)[0]
     return out
