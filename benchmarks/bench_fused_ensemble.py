@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -30,9 +29,7 @@ from starlabel.model.config import preset
 from starlabel.model.fused_train import train_fused
 from starlabel.model.run import NoiseAugment, TrainingData, train_run
 
-
-def load() -> str:
-    return "load " + " ".join(f"{v:.2f}" for v in os.getloadavg()) + f" ({os.cpu_count()} CPUs)"
+from bench_fused import load  # the sibling script's `uptime`-style load line
 
 
 def main(argv=None):

@@ -37,11 +37,9 @@ from starlabel.model.fused_train import StackedAdam, fused_epoch
 from starlabel.model.network import Network
 from starlabel.model.run import NoiseAugment, fit_epoch
 
+from bench_fused import load  # the sibling script's `uptime`-style load line
+
 HERE = Path(__file__).resolve().parent
-
-
-def load() -> str:
-    return "load " + " ".join(f"{v:.2f}" for v in os.getloadavg()) + f" ({os.cpu_count()} CPUs)"
 
 
 def main(argv=None):
