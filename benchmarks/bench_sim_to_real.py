@@ -8,6 +8,8 @@ relation, broadened with the mock's solar v_mac and v sin i = 1.6 km/s:
 
 * the one-layer engine (`synth.engine`, today's mock survey);
 * PySME + ATLAS9 interpolated atmosphere + linemake laboratory log gf (`synth.pysme_engine`);
+* the same with VALD's laboratory log gf where VALD has the line, plus VALD's lines that linemake
+  lacks (`PysmeSettings(gf_source="vald")`, `mock.vald_lines`): another compilation, not a fit;
 * the shipped emulator of that PySME grid (`mock.emulated`, `synth survey --engine emulator`): what
   the mock survey's spectra look like with it — its gap adds the emulator's own error to PySME's;
 * PySME + the MARCS solar model (shared data) + laboratory log gf (the issue's reference);
@@ -83,6 +85,7 @@ def main(argv=None):
     real = s2r.real_sun(pe.SHARED_DATA)
     models = {"one-layer engine": lambda: s2r.onelayer_sun(),
               "PySME + ATLAS9, lab log gf": lambda: s2r.model_on_grid(pysme_native(pe.PysmeSettings())),
+              "PySME + ATLAS9, VALD log gf": lambda: s2r.model_on_grid(pysme_native(pe.PysmeSettings(gf_source="vald"))),
               "emulator engine": lambda: s2r.model_on_grid(emulated.load().spectrum(s2r.sun_labels()))}
     if not a.no_marcs:
         models["PySME + MARCS Sun, lab log gf"] = lambda: s2r.model_on_grid(
@@ -125,7 +128,8 @@ def ges_star(no_astro: bool):
     noise = float(np.nanmedian(err))
     print(f"GES 19235180+0048006 HR21 (S/N 57: noise alone gives RMS ≈ {noise:.4f}), model at iDR6 labels, "
           f"v_mac {vmac:.1f}, v sin i {GES_VSINI} km/s")
-    runs = {"one-layer engine": None, "PySME + ATLAS9, lab log gf": pe.PysmeSettings()}
+    runs = {"one-layer engine": None, "PySME + ATLAS9, lab log gf": pe.PysmeSettings(),
+            "PySME + ATLAS9, VALD log gf": pe.PysmeSettings(gf_source="vald")}
     if not no_astro and pe.gf_table_path().exists():
         runs["PySME + ATLAS9, gf fitted on even half"] = pe.PysmeSettings(astrophysical_gf="even")
         if "odd" in set(Table.read(pe.gf_table_path(), format="ascii.ecsv")["HALF"]):

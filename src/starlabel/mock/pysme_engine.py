@@ -17,8 +17,10 @@ What goes in (all recorded in `settings_dict()` and with every cached spectrum):
   line-profile code, given n_lower/n_upper from the Rydberg formula). linemake has no damping
   constants: VALD's van der Waals (log γ6 or ABO) and radiative constants are copied onto the
   matching lines (`damping="vald"`, ~2 700 of 7 242 lines); the rest get SME's approximations
-  (Unsöld, classical). Optional solar-fitted log gf from a package data file
-  (`data/pysme_loggf_sun.ecsv`, see `pysme_gf`). The list's sha256 goes into the cache key.
+  (Unsöld, classical). `gf_source="vald"` also takes VALD's log gf where VALD has the line and
+  adds VALD's lines linemake lacks (`vald_lines`; a choice of laboratory compilation, not a fit).
+  Optional solar-fitted log gf from a package data file (`data/pysme_loggf_sun.ecsv`, see
+  `pysme_gf`). The list's sha256 goes into the cache key.
 * **Molecules** (opt-in, `PysmeSettings(molecules=True)`, HR21 only): the CH, OH, MgH, C2, CN and
   TiO lines of the VALD Turbospectrum files (`read_vald_molecules`), named as SME's molecular
   equilibrium knows them ("CN 1", "C2 1", "TiO 1", ...). Their log gf already include VALD's isotopic
@@ -40,6 +42,8 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
+from .vald_lines import species_name
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,7 @@ class PysmeSettings:
     line_margin: float = 2.0  # Å of lines kept beyond each window
     max_ion: int = 2
     damping: str = "vald"  # "vald": VALD van der Waals / radiative constants where VALD has them; "sme": SME's own
+    gf_source: str = "linemake"  # "vald": VALD's log gf where VALD has the line, and its lines linemake lacks
     astrophysical_gf: str = ""  # "" lab values; "even" / "all": solar-fitted log gf of those 5-Å windows (pysme_gf)
     accrt: float = 1e-4  # PySME defaults, recorded
     accwi: float = 3e-3
@@ -85,16 +90,9 @@ class PysmeSettings:
         d["native"] = [list(x) for x in self.native]
         if not self.molecules:  # the key of an atomic-only grid stays what it was before the option existed
             d.pop("molecules")
+        if self.gf_source == "linemake":  # likewise: grids on linemake log gf keep their keys
+            d.pop("gf_source")
         return d
-
-
-def _species_name(code: float) -> tuple[str, int, int]:
-    """MOOG species code (26.1) → ('Fe 2', Z=26, ion stage 2)."""
-    from pysme.abund import elements
-
-    z = int(code)
-    ion = int(round((code - z) * 10)) + 1
-    return f"{elements[z - 1]} {ion}", z, ion
 
 
 def read_moog(path: str | Path):
@@ -129,7 +127,7 @@ def _linelist_cached(settings: PysmeSettings):
             keep |= (df["wave"] > lo - settings.line_margin).to_numpy() & (df["wave"] < hi + settings.line_margin).to_numpy()
         parts.append(df[keep])
     df = pd.concat(parts, ignore_index=True)
-    names = [_species_name(c) for c in df["code"]]
+    names = [species_name(c) for c in df["code"]]
     df["species"] = [n[0] for n in names]
     df["ionization"] = [float(n[2]) for n in names]
     df = df[(df["ionization"] <= settings.max_ion) & (df["code"] < 100)]
@@ -137,8 +135,15 @@ def _linelist_cached(settings: PysmeSettings):
     df["loggf_lab"] = df["loggf"]
     df["gamrad"] = 0.0
     df["gamvw"] = 0.0
-    if settings.damping == "vald":
-        df = merge_vald_damping(df, Path(settings.shared_data) / "linelists")
+    if settings.damping == "vald" or settings.gf_source == "vald":
+        from .vald_lines import merge_vald, read_vald_atomic
+
+        if settings.damping != "vald":
+            raise ValueError("gf_source='vald' takes VALD's damping too; use damping='vald'")
+        windows = [(lo - settings.line_margin, hi + settings.line_margin) for lo, hi, _ in settings.windows().values()]
+        df = merge_vald(df, read_vald_atomic(Path(settings.shared_data) / "linelists"),
+                        gf=settings.gf_source == "vald", windows=windows, max_ion=settings.max_ion)
+        df["loggf_lab"] = df["loggf"]
     if settings.astrophysical_gf:
         df = apply_gf_table(df, gf_table_path(), settings.astrophysical_gf)
     if settings.molecules:
@@ -214,72 +219,6 @@ def read_vald_molecules(linelists: Path, windows=None, margin: float = 0.0):
     df["ionization"] = [float(s.split()[1]) for s in df["species"]]
     df["loggf_lab"] = df["loggf"]
     return df[["wave", "code", "ep", "loggf", "species", "ionization", "loggf_lab", "gamrad", "gamvw"]].reset_index(drop=True)
-
-
-def read_vald_damping(linelists: Path):
-    """VALD lines with damping: DataFrame (z, ion, wave, ep, gamrad [s^-1, linear], gamvw [log γ6 or ABO]).
-
-    HR21: the Turbospectrum files (per-species header, then λ, χ, log gf, fdamp, g_up, γ_rad, ...);
-    HR10: the per-element MOOG files (λ, species, χ, log gf, damping). Only real constants are kept:
-    fdamp < 0 (log γ6) or > 20 (Anstee-Barklem-O'Mara σ.α); Turbospectrum's 0 < fdamp < 20 are
-    Unsöld enhancement factors, which SME would misread, and γ_rad = 1e5 is VALD's placeholder.
-    """
-    import pandas as pd
-
-    rows = []
-    for f in sorted(linelists.glob("vald_*.turbospectrum")):
-        z = ion = None
-        for line in open(f):
-            if line.startswith("'"):
-                head = line.split("'")
-                if len(head) >= 3 and head[1].strip().replace(".", "", 1).isdigit():
-                    code = float(head[1])
-                    z, ion = (int(code), int(head[2].split()[0])) if code < 100 else (None, None)
-                continue
-            if z is None:
-                continue
-            v = line.split()
-            try:
-                w, ep, fd, gr = float(v[0]), float(v[1]), float(v[3]), float(v[5])
-            except (ValueError, IndexError):
-                continue
-            rows.append((z, ion, w, ep, gr if gr > 2e5 else 0.0, fd if (fd < 0 or fd > 20) else 0.0))
-    for f in sorted((linelists / "vald_3800-7400A_by_element_moog").glob("vald_*")):
-        for line in open(f):
-            v = line.split()
-            try:
-                w, code, ep, fd = float(v[0]), float(v[1]), float(v[2]), float(v[4])
-            except (ValueError, IndexError):
-                continue
-            if 5300 < w < 5650 and (fd < 0 or fd > 20):
-                rows.append((int(code), int(round((code - int(code)) * 10)) + 1, w, ep, 0.0, fd))
-    return pd.DataFrame(rows, columns=["z", "ion", "wave", "ep", "gamrad", "gamvw"])
-
-
-def merge_vald_damping(df, linelists: Path, dwave: float = 0.02, dep: float = 0.03):
-    """Copy VALD damping onto linemake lines of the same species within `dwave` Å and `dep` eV."""
-    vald = read_vald_damping(linelists)
-    df = df.copy()
-    z = df["code"].astype(int).to_numpy()
-    ion = df["ionization"].astype(int).to_numpy()
-    w, ep = df["wave"].to_numpy(), df["ep"].to_numpy()
-    gr, gv = df["gamrad"].to_numpy().copy(), df["gamvw"].to_numpy().copy()
-    for (zz, ii), g in vald.groupby(["z", "ion"]):
-        g = g.sort_values("wave")
-        vw = g["wave"].to_numpy()
-        for k in np.flatnonzero((z == zz) & (ion == ii)):
-            j0, j1 = np.searchsorted(vw, [w[k] - dwave, w[k] + dwave])
-            if j1 <= j0:
-                continue
-            c = g.iloc[j0:j1]
-            c = c[np.abs(c["ep"].to_numpy() - ep[k]) < dep]
-            if len(c):
-                best = c.iloc[np.argmin(np.abs(c["wave"].to_numpy() - w[k]))]
-                gr[k], gv[k] = best["gamrad"], best["gamvw"]
-    df["gamrad"], df["gamvw"] = gr, gv
-    log.info("VALD damping for %d of %d lines (van der Waals %d)", int(((gr > 0) | (gv != 0)).sum()), len(df),
-             int((gv != 0).sum()))
-    return df
 
 
 def apply_gf_table(df, path: Path, halves: str = "all"):

@@ -159,13 +159,16 @@ def main(argv=None) -> int:
     p.add_argument("--astrophysical-gf", default="", choices=["", "even", "all"],
                    help="solar-fitted log gf from the package table data/pysme_loggf_sun.ecsv: lines of the even "
                         "5-Å windows only, or all fitted lines (default: laboratory values)")
+    p.add_argument("--gf-source", default="linemake", choices=["linemake", "vald"],
+                   help="log gf of the atomic lines: linemake's, or VALD's where VALD has the line plus VALD's lines "
+                        "linemake lacks (PysmeSettings.gf_source; a different cache key)")
     p.add_argument("--molecules", action="store_true",
                    help="add the VALD molecular lines to HR21 (PysmeSettings.molecules; a different cache key)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     from .pysme_engine import PysmeSettings
 
-    settings = PysmeSettings(astrophysical_gf=a.astrophysical_gf, molecules=a.molecules)
+    settings = PysmeSettings(astrophysical_gf=a.astrophysical_gf, molecules=a.molecules, gf_source=a.gf_source)
     counts = build_grid(sample_labels(a.n, a.seed), a.out, settings, workers=a.workers)
     print(json.dumps(counts))
     return 0
