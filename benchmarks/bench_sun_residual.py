@@ -1,0 +1,89 @@
+"""Where the real Sun and the PySME Sun differ: the 1-Å windows that carry the flux residual, and what kind.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_sun_residual.py [--setup HR10] [--gf-source vald] [--top 20]
+
+Real Sun (UVES HR10 / SAO2010 HR21 from ../shared/data) and the PySME Sun at 5772 K / 4.44 / 0.00, both at
+GIRAFFE resolution on the pipeline grid (`mock.sim_to_real`). Prints the RMS, what a Doppler shift, another
+resolution or v_mac would change (the data preparation's share), how the squared residual splits between
+continuum, lines only one spectrum has and lines both have, and the worst 1-Å windows with the
+linemake/VALD lines there. This is how the Si I 5.6-eV lines with linemake log gf 2 dex above VALD's were
+found (2026-12-01).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--setup", default="HR10", choices=["HR10", "HR21"])
+    p.add_argument("--gf-source", default="linemake", choices=["linemake", "vald"])
+    p.add_argument("--top", type=int, default=20, help="worst 1-Å windows to list")
+    a = p.parse_args(argv)
+
+    from starlabel.grid import Grid, resample
+    from starlabel.mock import pysme_engine as pe
+    from starlabel.mock import sim_to_real as s2r
+    from starlabel.mock.engine import broaden, macroturbulence
+
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load {os.getloadavg()}; "
+          f"{a.setup}, gf_source={a.gf_source}")
+    settings = pe.PysmeSettings(gf_source=a.gf_source)
+    wave = pe.native_wavelength(a.setup)
+    flux = pe.synthesize_window(s2r.sun_labels(), wave, settings).astype(float)
+    grid = Grid((Grid.default().setup(a.setup),))
+    gw = grid.setups[0].wavelength
+    real = s2r.real_sun(pe.SHARED_DATA, grid)[a.setup]
+    vmac = float(macroturbulence(s2r.SUN["teff"], s2r.SUN["logg"]))
+    resolution = s2r.GIRAFFE_RESOLUTION[a.setup]
+
+    def model(r=resolution, v=vmac, shift=0.0):
+        w = wave * (1 + shift / 299792.458)
+        return resample(w, broaden(flux, w, r, v, s2r.SUN_VSINI), gw)[0]
+
+    m = model()
+    _, held = s2r.half_masks(gw)
+    print(f"RMS real − model {s2r.rms(real, m):.4f} (held-out half {s2r.rms(real, m, held):.4f})")
+    print("data preparation: " + ", ".join(
+        [f"shift {s:+.1f} km/s {s2r.rms(real, model(shift=s)):.4f}" for s in (-0.5, 0.5)]
+        + [f"R {r:.0f} {s2r.rms(real, model(r=r)):.4f}" for r in (0.85 * resolution, 1.15 * resolution)]
+        + [f"v_mac {v:.0f} {s2r.rms(real, model(v=v)):.4f}" for v in (1.0, 5.0)]))
+    r = real - m
+    ok = np.isfinite(r)
+    dm, dr = 1 - m, 1 - real
+    kinds = {"continuum (both < 2 % deep)": (dm < 0.02) & (dr < 0.02),
+             "line only in the real Sun": (dr > 0.05) & (dm < 0.02),
+             "line only in the model": (dm > 0.05) & (dr < 0.02),
+             "line in both": (dm >= 0.02) & (dr >= 0.02)}
+    total = np.sum(r[ok] ** 2)
+    for name, c in kinds.items():
+        c &= ok
+        print(f"  {name:30s} {c.sum():5d} pixels, {np.sum(r[c] ** 2) / total:5.1%} of Σr², mean r {r[c].mean():+.4f}")
+    from pysme.abund import Abund
+
+    lines = pe.linelist_frame(settings)
+    eps = Abund(0.0, "solar").get_pattern("H=12")  # a line's strength ~ log ε + log gf − θχ (θ ≈ 1 in the Sun)
+    lines["strength"] = [eps.get(sp.split()[0], 0.0) for sp in lines["species"]] + lines["loggf"] - lines["ep"]
+    k = np.floor(gw).astype(int)
+    keys = np.unique(k[ok])
+    share = np.array([np.sum(r[(k == q) & ok] ** 2) for q in keys]) / total
+    order = np.argsort(share)[::-1]
+    print(f"1-Å windows holding half of Σr²: {np.searchsorted(np.cumsum(share[order]), 0.5) + 1} of {keys.size}")
+    for q in order[: a.top]:
+        c = (k == keys[q]) & ok
+        j = np.flatnonzero(c)[np.argmax(np.abs(r[c]))]
+        near = lines[np.abs(lines["wave"] - gw[j]) < 0.08]
+        near = near.iloc[np.argsort(-near["strength"].to_numpy())[:2]]
+        ids = "; ".join(f"{s} {w:.3f} χ {e:.2f} log gf {g:+.2f}" for s, w, e, g in
+                        zip(near["species"], near["wave"], near["ep"], near["loggf"]))
+        print(f"  {keys[q]} Å {share[q]:5.1%}: real {real[j]:.3f} model {m[j]:.3f} at {gw[j]:.2f}  [{ids}]")
+    print(f"load after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
