@@ -135,9 +135,10 @@ def main(argv=None):
     print(f"fitted table {pe.gf_table_path().name}: {len(table)} lines, HR21 {len(hr21)} "
           f"(even {int((hr21['HALF'] == 'even').sum())}, odd {int((hr21['HALF'] == 'odd').sum())}); "
           f"|Δlog gf| ≥ 0.1: {len(line_table(table, 'HR21', None))}")
-    runs = {"lab": pe.PysmeSettings(), "even": pe.PysmeSettings(astrophysical_gf="even")}
+    lab = pe.PysmeSettings(gf_source="linemake")  # the list the table was fitted to
+    runs = {"lab": lab, "even": pe.PysmeSettings(gf_source="linemake", astrophysical_gf="even")}
     if "odd" in set(table["HALF"]):
-        runs["all"] = pe.PysmeSettings(astrophysical_gf="all")
+        runs["all"] = pe.PysmeSettings(gf_source="linemake", astrophysical_gf="all")
 
     grid = Grid((Grid.default().setup("HR21"),))
     wave = grid.setups[0].wavelength

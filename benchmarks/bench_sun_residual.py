@@ -22,7 +22,7 @@ import numpy as np
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--setup", default="HR10", choices=["HR10", "HR21"])
-    p.add_argument("--gf-source", default="linemake", choices=["linemake", "vald"])
+    p.add_argument("--gf-source", default="vald", choices=["vald", "linemake"])
     p.add_argument("--top", type=int, default=20, help="worst 1-Å windows to list")
     a = p.parse_args(argv)
 

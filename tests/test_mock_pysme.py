@@ -250,8 +250,8 @@ def test_astrophysical_gf_table_is_applied_and_changes_the_key(shared_data):
     if not pe.gf_table_path().exists():
         pytest.skip("no fitted log gf table shipped yet")
     t = Table.read(pe.gf_table_path(), format="ascii.ecsv")
-    lab = pe.linelist_frame(pe.PysmeSettings())
-    astro = pe.linelist_frame(pe.PysmeSettings(astrophysical_gf="even"))
+    lab = pe.linelist_frame(pe.PysmeSettings(gf_source="linemake"))  # the list the table was fitted to
+    astro = pe.linelist_frame(pe.PysmeSettings(gf_source="linemake", astrophysical_gf="even"))
     row = t[t["HALF"] == "even"][0]
     i = np.flatnonzero((np.abs(astro["wave"] - row["WAVE"]) < 2e-3) & (astro["species"] == row["SPECIES"]))
     assert i.size == 1 and astro["loggf"].iloc[i[0]] == pytest.approx(row["LOGGF_ASTRO"])

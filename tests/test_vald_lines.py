@@ -50,7 +50,7 @@ def test_vald_gf_source_on_the_shared_lists(shared_data):
     pytest.importorskip("pysme", reason="pysme-astro not installed")
     from starlabel.mock import pysme_engine as pe
 
-    lab, vald = pe.PysmeSettings(), pe.PysmeSettings(gf_source="vald")
+    lab, vald = pe.PysmeSettings(gf_source="linemake"), pe.PysmeSettings()
     a, b = pe.linelist_frame(lab), pe.linelist_frame(vald)
     si = [(np.abs(d["wave"] - 5404.665) < 1e-3) & (d["species"] == "Si 1") for d in (a, b)]
     assert float(a.loc[si[0], "loggf"].iloc[0]) == pytest.approx(-0.53)
@@ -59,7 +59,9 @@ def test_vald_gf_source_on_the_shared_lists(shared_data):
     assert "gf_source" not in lab.to_dict() and vald.to_dict()["gf_source"] == "vald"  # old grids keep their key
     assert pe.linelist_sha256(a) != pe.linelist_sha256(b)
     with pytest.raises(ValueError, match="damping"):
-        pe.linelist_frame(pe.PysmeSettings(gf_source="vald", damping="sme"))
+        pe.linelist_frame(pe.PysmeSettings(damping="sme"))
+    with pytest.raises(ValueError, match="linemake"):  # the solar table belongs to linemake's list
+        pe.linelist_frame(pe.PysmeSettings(astrophysical_gf="even"))
 
 
 @pytest.mark.slow

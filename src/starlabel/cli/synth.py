@@ -29,9 +29,9 @@ def add_parser(sub):
     g.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     g.add_argument("--astrophysical-gf", default="", choices=["", "even", "all"],
                    help="solar-fitted log gf (package table): lines of the even 5-Å windows or all (default: lab)")
-    g.add_argument("--gf-source", default="linemake", choices=["linemake", "vald"],
-                   help="log gf of the atomic lines: linemake's, or VALD's where VALD has the line plus VALD's lines "
-                        "linemake lacks (PysmeSettings.gf_source; a different cache key)")
+    g.add_argument("--gf-source", default="vald", choices=["vald", "linemake"],
+                   help="log gf of the atomic lines: VALD's where VALD has the line, plus VALD's lines linemake lacks "
+                        "(default), or linemake's alone (the grids before 2026-12-01); PysmeSettings.gf_source")
     g.add_argument("--molecules", action="store_true",
                    help="add the VALD molecular lines (CN, C2, TiO, OH, CH, MgH) to HR21 (default: atomic lines only)")
     g.set_defaults(func=run_grid)
@@ -54,6 +54,5 @@ def run_grid(args):
         argv += ["--astrophysical-gf", args.astrophysical_gf]
     if args.molecules:
         argv += ["--molecules"]
-    if args.gf_source != "linemake":
-        argv += ["--gf-source", args.gf_source]
+    argv += ["--gf-source", args.gf_source]
     return main(argv)

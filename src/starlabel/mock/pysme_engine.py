@@ -17,8 +17,9 @@ What goes in (all recorded in `settings_dict()` and with every cached spectrum):
   line-profile code, given n_lower/n_upper from the Rydberg formula). linemake has no damping
   constants: VALD's van der Waals (log γ6 or ABO) and radiative constants are copied onto the
   matching lines (`damping="vald"`, ~2 700 of 7 242 lines); the rest get SME's approximations
-  (Unsöld, classical). `gf_source="vald"` also takes VALD's log gf where VALD has the line and
-  adds VALD's lines linemake lacks (`vald_lines`; a choice of laboratory compilation, not a fit).
+  (Unsöld, classical). `gf_source="vald"` (the default since 2026-12-01) also takes VALD's log gf
+  where VALD has the line and adds VALD's lines linemake lacks (`vald_lines`; a choice of laboratory
+  compilation, not a fit: closer to the real Sun and to a real GES star); `"linemake"` keeps linemake's.
   Optional solar-fitted log gf from a package data file (`data/pysme_loggf_sun.ecsv`, see
   `pysme_gf`). The list's sha256 goes into the cache key.
 * **Molecules** (opt-in, `PysmeSettings(molecules=True)`, HR21 only): the CH, OH, MgH, C2, CN and
@@ -72,7 +73,7 @@ class PysmeSettings:
     line_margin: float = 2.0  # Å of lines kept beyond each window
     max_ion: int = 2
     damping: str = "vald"  # "vald": VALD van der Waals / radiative constants where VALD has them; "sme": SME's own
-    gf_source: str = "linemake"  # "vald": VALD's log gf where VALD has the line, and its lines linemake lacks
+    gf_source: str = "vald"  # VALD's log gf where VALD has the line, and its lines linemake lacks; "linemake": linemake's
     astrophysical_gf: str = ""  # "" lab values; "even" / "all": solar-fitted log gf of those 5-Å windows (pysme_gf)
     accrt: float = 1e-4  # PySME defaults, recorded
     accwi: float = 3e-3
@@ -145,6 +146,8 @@ def _linelist_cached(settings: PysmeSettings):
                         gf=settings.gf_source == "vald", windows=windows, max_ion=settings.max_ion)
         df["loggf_lab"] = df["loggf"]
     if settings.astrophysical_gf:
+        if settings.gf_source != "linemake":
+            raise ValueError("the solar-fitted log gf table was fitted to linemake's list: use gf_source='linemake'")
         df = apply_gf_table(df, gf_table_path(), settings.astrophysical_gf)
     if settings.molecules:
         mol = read_vald_molecules(Path(settings.shared_data) / "linelists", settings.windows().values(),

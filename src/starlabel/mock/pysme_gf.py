@@ -174,7 +174,7 @@ def fit(setups=("HR10", "HR21"), half="even", out: Path | None = None, settings=
     from . import sim_to_real as s2r
     from .engine import macroturbulence
 
-    settings = settings or pe.PysmeSettings()
+    settings = settings or pe.PysmeSettings(gf_source="linemake")  # the shipped table was fitted to linemake's list
     if settings.astrophysical_gf:
         raise ValueError("fit from laboratory values: settings.astrophysical_gf must be ''")
     out = Path(out or pe.gf_table_path())
