@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .vald_lines import species_name
+from .vald_lines import species_name, turbospectrum_rows, vald_damping
 
 log = logging.getLogger(__name__)
 
@@ -188,30 +188,23 @@ def read_vald_molecules(linelists: Path, windows=None, margin: float = 0.0):
     rows = []
     for name in MOLECULE_FILES:
         path = Path(linelists) / name
-        code = species = None
-        with open(path) as fh:
-            for k, line in enumerate(fh, 1):
-                if line.startswith("'"):
-                    head = line.split("'")
-                    tag = head[1].strip()
-                    if tag.replace(".", "", 1).isdigit():  # first header line: code, ion, count
-                        code = float(tag)
-                        species = None
-                    elif code is not None and code >= 100:  # second header line: the name
-                        try:
-                            species = molecule_species(tag)
-                        except ValueError as e:
-                            log.warning("%s line %d: %s; block skipped", path.name, k, e)
-                    continue
-                if species is None:
-                    continue
-                v = line.split()
+        block, species = None, None
+        for k, code, _, block_name, values in turbospectrum_rows(path):
+            if code < 100:
+                continue
+            if block_name != block:  # a new block: its name → SME's species
+                block, species = block_name, None
                 try:
-                    w, ep, gf, fd, gr = float(v[0]), float(v[1]), float(v[2]), float(v[3]), float(v[5])
-                except (ValueError, IndexError):
-                    log.warning("%s line %d unreadable, skipped: %r", path.name, k, line[:60])
-                    continue
-                rows.append((w, code, ep, gf, species, gr if gr > 2e5 else 0.0, fd if (fd < 0 or fd > 20) else 0.0))
+                    species = molecule_species(block_name or "")
+                except ValueError as e:
+                    log.warning("%s line %d: %s; block skipped", path.name, k, e)
+            if species is None:
+                continue
+            if values is None:
+                log.warning("%s line %d unreadable, skipped", path.name, k)
+                continue
+            w, ep, gf, fd, gr = values
+            rows.append((w, code, ep, gf, species, *vald_damping(fd, gr)))
     df = pd.DataFrame(rows, columns=["wave", "code", "ep", "loggf", "species", "gamrad", "gamvw"])
     if windows is not None:
         keep = np.zeros(len(df), bool)

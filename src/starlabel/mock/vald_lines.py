@@ -41,8 +41,41 @@ def species_name(code: float) -> tuple[str, int, int]:
     return f"{elements[z - 1]} {ion}", z, ion
 
 
-def _damping(fd: float) -> float:
-    return fd if (fd < 0 or fd > 20) else 0.0
+def vald_damping(fd: float, gamrad: float) -> tuple[float, float]:
+    """(γ_rad, van der Waals) as SME reads them: VALD's placeholders and Unsöld factors → 0 (SME's own)."""
+    return (gamrad if gamrad > 2e5 else 0.0), (fd if (fd < 0 or fd > 20) else 0.0)
+
+
+def turbospectrum_rows(path: str | Path):
+    """Yield (line number, species code, ion stage, block name, row values) for every line of a
+    Turbospectrum list; row values are (λ, χ, log gf, fdamp, γ_rad), None for an unreadable row.
+
+    Each species block starts with two quoted header lines: `'  26.000 '  1  1234` (code, stage, count)
+    and `'Fe 1 '` (its name; 'CN I' for a molecule, code 607.012014).
+    """
+    code = ion = name = None
+    with open(path) as fh:
+        for k, line in enumerate(fh, 1):
+            if line.startswith("'"):
+                head = line.split("'")
+                tag = head[1].strip() if len(head) >= 3 else ""
+                if tag.replace(".", "", 1).isdigit():
+                    code, name = float(tag), None
+                    try:
+                        ion = int(head[2].split()[0])
+                    except (IndexError, ValueError):
+                        ion = None
+                elif code is not None:
+                    name = tag
+                continue
+            if code is None:
+                continue
+            v = line.split()
+            try:
+                values = (float(v[0]), float(v[1]), float(v[2]), float(v[3]), float(v[5]))
+            except (ValueError, IndexError):
+                values = None
+            yield k, code, ion, name, values
 
 
 def read_vald_atomic(linelists: str | Path):
@@ -52,22 +85,10 @@ def read_vald_atomic(linelists: str | Path):
     linelists = Path(linelists)
     rows = []
     for f in sorted(linelists.glob("vald_*.turbospectrum")):
-        z = ion = None
-        for line in open(f):
-            if line.startswith("'"):
-                head = line.split("'")
-                if len(head) >= 3 and head[1].strip().replace(".", "", 1).isdigit():
-                    code = float(head[1])
-                    z, ion = (int(code), int(head[2].split()[0])) if code < 100 else (None, None)
-                continue
-            if z is None:
-                continue
-            v = line.split()
-            try:
-                w, ep, gf, fd, gr = float(v[0]), float(v[1]), float(v[2]), float(v[3]), float(v[5])
-            except (ValueError, IndexError):
-                continue
-            rows.append((z, ion, w, ep, gf, gr if gr > 2e5 else 0.0, _damping(fd)))
+        for _, code, ion, _, values in turbospectrum_rows(f):
+            if code < 100 and ion is not None and values is not None:
+                w, ep, gf, fd, gr = values
+                rows.append((int(code), ion, w, ep, gf, *vald_damping(fd, gr)))
     for f in sorted((linelists / HR10_VALD_DIR).glob("vald_*")):
         for line in open(f):
             v = line.split()
@@ -76,7 +97,7 @@ def read_vald_atomic(linelists: str | Path):
             except (ValueError, IndexError):
                 continue
             if HR10_RANGE[0] < w < HR10_RANGE[1]:
-                rows.append((int(code), int(round((code - int(code)) * 10)) + 1, w, ep, gf, 0.0, _damping(fd)))
+                rows.append((int(code), int(round((code - int(code)) * 10)) + 1, w, ep, gf, *vald_damping(fd, 0.0)))
     return pd.DataFrame(rows, columns=["z", "ion", "wave", "ep", "loggf", "gamrad", "gamvw"])
 
 
