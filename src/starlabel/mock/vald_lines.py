@@ -1,4 +1,4 @@
-"""VALD atomic line data next to linemake: damping constants, and (opt-in) VALD's own log gf and lines.
+"""VALD atomic line data next to linemake: damping constants, and VALD's own log gf and lines.
 
 The PySME engine starts from the linemake lists (Placco et al. 2021), which carry no damping
 constants. `read_vald_atomic` reads the VALD extracts in ../shared/data/linelists — the HR21
@@ -7,7 +7,7 @@ Ti, V, Cr, Mn, Co, Ni) — and `merge_vald` copies what VALD knows onto the line
 species within 0.02 Å and 0.03 eV:
 
 * always (``damping="vald"``): van der Waals and radiative damping;
-* with ``gf=True`` (``PysmeSettings(gf_source="vald")``): VALD's log gf, and VALD's lines of the
+* with ``gf=True`` (``PysmeSettings(gf_source="vald")``, the default since 2026-12-01): VALD's log gf, and VALD's lines of the
   species it covers that linemake lacks. This is a choice between two laboratory compilations, not a
   fit to any star. Why: linemake carries high-excitation lines with log gf far from VALD's (the Si I
   5.6-eV lines at 5404.66, 5488.98, 5493.88 Å by +2 dex, making them 20 % deep where the real Sun
