@@ -293,6 +293,34 @@ def test_writing_many_files_into_one_directory_lists_it_once(tmp_path, monkeypat
     assert len(calls) == 1 and not stale.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"f{i}.txt" for i in range(50))
 
+@pytest.mark.skipif(os.name != "posix", reason="permission bits are POSIX")
+def test_safetensors_outputs_get_the_permissions_of_a_plain_write(tmp_path):
+    """safetensors ≥ 0.8.1 creates files 0600 whatever the umask: a model bundle a colleague cannot read.
+    Written through atomic_path, a new file gets 0o666 minus the umask and a rewritten one keeps its mode."""
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
+    from starlabel.io import atomic
+
+    plain = tmp_path / "plain.json"
+    plain.write_text("{}")
+    old = os.umask(0o022)
+    try:
+        with atomic.atomic_path(tmp_path / "w.safetensors") as tmp:
+            save_file({"w": torch.zeros(3)}, str(tmp))
+        assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o644
+        os.umask(0o027)
+        with atomic.atomic_path(tmp_path / "g.safetensors") as tmp:
+            save_file({"w": torch.zeros(3)}, str(tmp))
+        assert (tmp_path / "g.safetensors").stat().st_mode & 0o777 == 0o640
+        os.chmod(tmp_path / "w.safetensors", 0o600)  # the owner made it private: a rewrite keeps that
+        with atomic.atomic_path(tmp_path / "w.safetensors") as tmp:
+            save_file({"w": torch.ones(3)}, str(tmp))
+        assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
+
+
 # ---------------------------------------------------------------- items 4, 6, 8: bad or thin inputs
 
 

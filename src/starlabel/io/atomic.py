@@ -90,15 +90,41 @@ def ensure_dir(d: str | os.PathLike) -> Path:
     return d
 
 
+def _umask() -> int:
+    """This process's umask, read without changing it where Linux says it (/proc), else set and restored."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _plain_write_mode(path: Path) -> int:
+    """The mode an ordinary open(path, "w") leaves: the existing file's, else 0o666 minus the umask.
+    Why: safetensors ≥ 0.8.1 creates its files 0600 whatever the umask (safetensors issue #782), so
+    model bundles written on a shared cluster account were unreadable by the rest of the survey team."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path; on success it replaces `path` in one rename."""
+    """Yield a temporary path; on success it replaces `path` in one rename, with the permissions a
+    plain write would have left (`_plain_write_mode`)."""
     path = Path(path)
     ensure_dir(path.parent)
     remove_stale_temps(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         yield tmp
+        if tmp.exists():
+            os.chmod(tmp, _plain_write_mode(path))
         os.replace(tmp, path)
     finally:
         if tmp.exists():
