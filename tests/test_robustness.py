@@ -293,6 +293,7 @@ def test_writing_many_files_into_one_directory_lists_it_once(tmp_path, monkeypat
     assert len(calls) == 1 and not stale.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"f{i}.txt" for i in range(50))
 
+
 @pytest.mark.skipif(os.name != "posix", reason="permission bits are POSIX")
 def test_safetensors_outputs_get_the_permissions_of_a_plain_write(tmp_path):
     """safetensors ≥ 0.8.1 creates files 0600 whatever the umask: a model bundle a colleague cannot read.
@@ -302,8 +303,6 @@ def test_safetensors_outputs_get_the_permissions_of_a_plain_write(tmp_path):
 
     from starlabel.io import atomic
 
-    plain = tmp_path / "plain.json"
-    plain.write_text("{}")
     old = os.umask(0o022)
     try:
         with atomic.atomic_path(tmp_path / "w.safetensors") as tmp:
