@@ -68,6 +68,13 @@ def _marcs_window(labels, wave, settings, path):
     return resample(np.asarray(sme.wave[0]), np.asarray(sme.synth[0]), wave)[0]
 
 
+def linemake(**kw):
+    """PySME settings on linemake's laboratory log gf: the list the solar log gf table was fitted to."""
+    from starlabel.mock import pysme_engine as pe
+
+    return pe.PysmeSettings(gf_source="linemake", **kw)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--no-marcs", action="store_true", help="skip the PySME + MARCS model")
@@ -84,20 +91,20 @@ def main(argv=None):
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; cpus {os.cpu_count()}; load {os.getloadavg()}")
     real = s2r.real_sun(pe.SHARED_DATA)
     models = {"one-layer engine": lambda: s2r.onelayer_sun(),
-              "PySME + ATLAS9, lab log gf": lambda: s2r.model_on_grid(pysme_native(pe.PysmeSettings(gf_source="linemake"))),
+              "PySME + ATLAS9, lab log gf": lambda: s2r.model_on_grid(pysme_native(linemake())),
               "PySME + ATLAS9, VALD log gf": lambda: s2r.model_on_grid(pysme_native(pe.PysmeSettings(gf_source="vald"))),
               "emulator engine": lambda: s2r.model_on_grid(emulated.load().spectrum(s2r.sun_labels()))}
     if not a.no_marcs:
         models["PySME + MARCS Sun, lab log gf"] = lambda: s2r.model_on_grid(
-            pysme_native(pe.PysmeSettings(gf_source="linemake"), pe.SHARED_DATA / "atmospheres" / "marcs" / "sun.mod"))
+            pysme_native(linemake(), pe.SHARED_DATA / "atmospheres" / "marcs" / "sun.mod"))
     if not a.no_astro and pe.gf_table_path().exists():
         halves = set(Table.read(pe.gf_table_path(), format="ascii.ecsv")["HALF"])
         print(f"fitted log gf table: {pe.gf_table_path().name}, halves fitted: {sorted(halves)}")
         models["PySME + ATLAS9, gf fitted on even half"] = lambda: s2r.model_on_grid(
-            pysme_native(pe.PysmeSettings(gf_source="linemake", astrophysical_gf="even")))
+            pysme_native(linemake(astrophysical_gf="even")))
         if "odd" in halves:
             models["PySME + ATLAS9, gf fitted on both halves"] = lambda: s2r.model_on_grid(
-                pysme_native(pe.PysmeSettings(gf_source="linemake", astrophysical_gf="all")))
+                pysme_native(linemake(astrophysical_gf="all")))
     print(f"emulator: {emulated.load().provenance.get('grid_points')} grid points, built "
           f"{emulated.load().provenance.get('built')}")
     print(f"{'model':36s} {'setup':5s} {'all':>7s} {'fit half':>9s} {'held out':>9s}  seconds")
@@ -128,12 +135,12 @@ def ges_star(no_astro: bool):
     noise = float(np.nanmedian(err))
     print(f"GES 19235180+0048006 HR21 (S/N 57: noise alone gives RMS ≈ {noise:.4f}), model at iDR6 labels, "
           f"v_mac {vmac:.1f}, v sin i {GES_VSINI} km/s")
-    runs = {"one-layer engine": None, "PySME + ATLAS9, lab log gf": pe.PysmeSettings(gf_source="linemake"),
+    runs = {"one-layer engine": None, "PySME + ATLAS9, lab log gf": linemake(),
             "PySME + ATLAS9, VALD log gf": pe.PysmeSettings(gf_source="vald")}
     if not no_astro and pe.gf_table_path().exists():
-        runs["PySME + ATLAS9, gf fitted on even half"] = pe.PysmeSettings(gf_source="linemake", astrophysical_gf="even")
+        runs["PySME + ATLAS9, gf fitted on even half"] = linemake(astrophysical_gf="even")
         if "odd" in set(Table.read(pe.gf_table_path(), format="ascii.ecsv")["HALF"]):
-            runs["PySME + ATLAS9, gf fitted on both halves"] = pe.PysmeSettings(gf_source="linemake", astrophysical_gf="all")
+            runs["PySME + ATLAS9, gf fitted on both halves"] = linemake(astrophysical_gf="all")
     fit, held = s2r.half_masks(grid.setups[0].wavelength)
     for name, settings in runs.items():
         if settings is None:

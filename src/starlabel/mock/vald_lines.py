@@ -32,12 +32,17 @@ HR10_RANGE = (5300.0, 5650.0)  # the per-element files span 3800-7400 Å; only H
 MAX_EXCITATION = 12.0  # eV; lower levels above this are unpopulated in FGK stars (Boltzmann < 1e-8)
 
 
+def element_and_stage(code: float) -> tuple[int, int]:
+    """MOOG species code (26.1) → (Z=26, ion stage 2)."""
+    z = int(code)
+    return z, int(round((code - z) * 10)) + 1
+
+
 def species_name(code: float) -> tuple[str, int, int]:
     """MOOG species code (26.1) → ('Fe 2', Z=26, ion stage 2), as SME names species."""
     from pysme.abund import elements
 
-    z = int(code)
-    ion = int(round((code - z) * 10)) + 1
+    z, ion = element_and_stage(code)
     return f"{elements[z - 1]} {ion}", z, ion
 
 
@@ -97,7 +102,7 @@ def read_vald_atomic(linelists: str | Path):
             except (ValueError, IndexError):
                 continue
             if HR10_RANGE[0] < w < HR10_RANGE[1]:
-                rows.append((int(code), int(round((code - int(code)) * 10)) + 1, w, ep, gf, *vald_damping(fd, 0.0)))
+                rows.append((*element_and_stage(code), w, ep, gf, *vald_damping(fd, 0.0)))
     return pd.DataFrame(rows, columns=["z", "ion", "wave", "ep", "loggf", "gamrad", "gamvw"])
 
 
