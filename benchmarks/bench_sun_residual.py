@@ -7,7 +7,9 @@ GIRAFFE resolution on the pipeline grid (`mock.sim_to_real`). Prints the RMS, wh
 resolution or v_mac would change (the data preparation's share), how the squared residual splits between
 continuum, lines only one spectrum has and lines both have, and the worst 1-Å windows with the
 linemake/VALD lines there. This is how the Si I 5.6-eV lines with linemake log gf 2 dex above VALD's were
-found (2026-12-01).
+found (2026-12-01). `--vdw-default -7.5 -7.1` also prints the RMS (all / fitted half / held-out half) with
+that log γ6 given to every line VALD has no van der Waals constant for (SME's Unsöld otherwise): the test
+of whether missing damping (Ti, Cr, Ni, Mn, Co, V, Sc lines of linemake) explains the strong-line misfits.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ def main(argv=None):
     p.add_argument("--setup", default="HR10", choices=["HR10", "HR21"])
     p.add_argument("--gf-source", default="vald", choices=["vald", "linemake"])
     p.add_argument("--top", type=int, default=20, help="worst 1-Å windows to list")
+    p.add_argument("--vdw-default", type=float, nargs="*", default=[], metavar="LOG_GAMMA6",
+                   help="also try these log γ6 (per perturber, 10 000 K) for the lines without VALD damping")
     a = p.parse_args(argv)
 
     from starlabel.grid import Grid, resample
@@ -47,12 +51,25 @@ def main(argv=None):
         return resample(w, broaden(flux, w, r, v, s2r.SUN_VSINI), gw)[0]
 
     m = model()
-    _, held = s2r.half_masks(gw)
+    fit, held = s2r.half_masks(gw)
     print(f"RMS real − model {s2r.rms(real, m):.4f} (held-out half {s2r.rms(real, m, held):.4f})")
     print("data preparation: " + ", ".join(
         [f"shift {s:+.1f} km/s {s2r.rms(real, model(shift=s)):.4f}" for s in (-0.5, 0.5)]
         + [f"R {r:.0f} {s2r.rms(real, model(r=r)):.4f}" for r in (0.85 * resolution, 1.15 * resolution)]
         + [f"v_mac {v:.0f} {s2r.rms(real, model(v=v)):.4f}" for v in (1.0, 5.0)]))
+    if a.vdw_default:
+        lines = pe.linelist_frame(settings)
+        lines = lines[(lines["wave"] > wave[0] - 3) & (lines["wave"] < wave[-1] + 3)].copy()
+        bare = lines["gamvw"] == 0
+        print(f"{int(bare.sum())} of {len(lines)} lines without VALD van der Waals damping "
+              "(most: " + ", ".join(f"{k} {v}" for k, v in lines[bare]["species"].value_counts().head(6).items()) + ")")
+        for g in a.vdw_default:
+            lines.loc[bare, "gamvw"] = g
+            f = pe.synthesize_window(s2r.sun_labels(), wave, settings, linelist_df=lines).astype(float)
+            mg = resample(wave, broaden(f, wave, resolution, vmac, s2r.SUN_VSINI), gw)[0]
+            print(f"  log γ6 {g:+.2f} for them: RMS {s2r.rms(real, mg):.4f}, fitted half {s2r.rms(real, mg, fit):.4f}, "
+                  f"held-out half {s2r.rms(real, mg, held):.4f} (SME's default: {s2r.rms(real, m):.4f}, "
+                  f"{s2r.rms(real, m, fit):.4f}, {s2r.rms(real, m, held):.4f})")
     r = real - m
     ok = np.isfinite(r)
     dm, dr = 1 - m, 1 - real

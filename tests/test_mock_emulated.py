@@ -59,3 +59,33 @@ def test_survey_with_the_emulator_engine_records_it_and_refuses_another_engine(t
         make_survey(out, 6, seed=3, workers=1, progress=False, engine_name="onelayer")
     with pytest.raises(ValueError, match="unknown engine"):
         make_survey(tmp_path / "t", 6, engine_name="turbospectrum")
+
+
+def test_survey_with_another_emulator_file_uses_and_records_it(tmp_path):
+    """A rebuilt emulator renders the survey (here: one whose network is zeroed, so it gives its mean
+    spectrum); resuming that survey with the shipped emulator is refused rather than mixed."""
+    import torch
+
+    from starlabel.mock.emulator import Emulator
+
+    emu = Emulator.load()
+    with torch.no_grad():
+        for p in emu.net[-1].parameters():
+            p.zero_()
+    emu.provenance = {**emu.provenance, "built": "test-mean-spectrum"}
+    path = tmp_path / "mean.safetensors"
+    emu.save(path)
+    runs = {}
+    for name, file in (("shipped", None), ("mean", path)):
+        make_survey(tmp_path / name, 2, seed=5, workers=1, progress=False, engine_name="emulator", emulator=file)
+        runs[name] = sorted((tmp_path / name / "spectra").glob("*.fit"))
+    manifest = json.loads((tmp_path / "mean" / "synth.json").read_text())
+    assert manifest["emulator"]["file"] == str(path.resolve())
+    assert manifest["emulator"]["built"] == "test-mean-spectrum"
+    assert [p.name for p in runs["shipped"]] == [p.name for p in runs["mean"]]
+    from astropy.io import fits
+
+    a, b = (fits.getdata(runs[k][0], "final_spectrum") for k in ("shipped", "mean"))
+    assert np.nanmax(np.abs(a - b)) > 0.05  # a different emulator, different spectra
+    with pytest.raises(ValueError, match="emulator built test-mean-spectrum"):
+        make_survey(tmp_path / "mean", 2, seed=5, workers=1, progress=False, engine_name="emulator")

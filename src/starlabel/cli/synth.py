@@ -16,6 +16,8 @@ def add_parser(sub):
     s.add_argument("--engine", choices=["emulator", "onelayer"], default="emulator",
                    help="emulator (default): the shipped emulator of PySME + ATLAS9 spectra (docs/pysme_grid.md); "
                         "onelayer: the one-layer line formation of the first mock surveys")
+    s.add_argument("--emulator", metavar="FILE", help="with --engine emulator: an emulator rebuilt with "
+                   "`python -m starlabel.mock.emulator` instead of the shipped one (recorded in synth.json)")
     s.add_argument("--overwrite", action="store_true", help="allow replacing a survey made with other settings")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=run)
@@ -41,7 +43,8 @@ def run(args):
     from ..mock.survey import make_survey
 
     summary = make_survey(args.out, args.n_stars, seed=args.seed, workers=args.workers,
-                          progress=not args.no_progress, overwrite=args.overwrite, engine_name=args.engine)
+                          progress=not args.no_progress, overwrite=args.overwrite, engine_name=args.engine,
+                          emulator=args.emulator)
     print(f"wrote {summary['stars']} stars ({summary['spectra']} spectra, {summary['pathological']} pathological) "
           f"to {summary['out']}: spectra/, catalogue.fits, truth.fits")
 

@@ -214,10 +214,12 @@ def render_star(job: dict) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]
         if setup == job["missing"]:
             continue
         wave = native_wavelength(setup)
-        flux = ENGINES[job.get("engine", "onelayer")](wave, job["teff"], job["logg"], job["feh"],
-                                 {"Mg": job["mg_fe"], "Al": job["al_fe"], "Si": job["alpha_fe"],
-                                  "Ca": job["alpha_fe"], "Ti": job["alpha_fe"]}, vsini=job["vsini"],
-                                 resolution=GIRAFFE_RESOLUTION[setup], vrad=job["vrad"])
+        engine_name = job.get("engine", "onelayer")
+        extra = {"emulator": job["emulator"]} if engine_name == "emulator" and job.get("emulator") else {}
+        flux = ENGINES[engine_name](wave, job["teff"], job["logg"], job["feh"],
+                                    {"Mg": job["mg_fe"], "Al": job["al_fe"], "Si": job["alpha_fe"],
+                                     "Ca": job["alpha_fe"], "Ti": job["alpha_fe"]}, vsini=job["vsini"],
+                                    resolution=GIRAFFE_RESOLUTION[setup], vrad=job["vrad"], **extra)
         found: list[str] = []
         if "emission" in job["defects"]:
             flux = _add_emission(rng, wave, flux, job["vrad"])
@@ -371,9 +373,9 @@ def _work(job: dict) -> tuple[int, str]:
     return job["index"], ";".join(found)
 
 
-def _jobs(truth: Table, seed: int, spectra_dir: Path, engine_name: str):
+def _jobs(truth: Table, seed: int, spectra_dir: Path, engine_name: str, emulator: str | None = None):
     for i, r in enumerate(truth):
-        yield {"index": i, "seed": [seed, 3, i], "dir": str(spectra_dir), "engine": engine_name,
+        yield {"index": i, "seed": [seed, 3, i], "dir": str(spectra_dir), "engine": engine_name, "emulator": emulator,
                "cname": str(r["CNAME"]),
                "object": str(r["OBJECT"] or r["CNAME"]), "teff": float(r["TEFF"]), "logg": float(r["LOGG"]),
                "feh": float(r["FE_H"]), "mg_fe": float(r["MG_FE"]), "al_fe": float(r["AL_FE"]),
@@ -384,12 +386,13 @@ def _jobs(truth: Table, seed: int, spectra_dir: Path, engine_name: str):
 
 
 def make_survey(out: str | Path, n_stars: int, seed: int = 0, workers: int = 2, progress: bool = True,
-                overwrite: bool = False, engine_name: str = "emulator") -> dict:
+                overwrite: bool = False, engine_name: str = "emulator", emulator: str | Path | None = None) -> dict:
     """Write the mock survey into `out`; returns a summary dict.
 
     `engine_name`: "emulator" (`emulated`: the shipped emulator of PySME + ATLAS9 spectra, see
     docs/pysme_grid.md; the default since networks trained on it label the real Sun far better) or
-    "onelayer" (`engine`, the one-layer line formation of the first mock surveys).
+    "onelayer" (`engine`, the one-layer line formation of the first mock surveys). `emulator`: another
+    emulator file (e.g. one rebuilt from a larger PySME grid) instead of the shipped one.
 
     Re-running with the same settings resumes (existing spectra are kept, as their content is
     fixed by the seed); different settings in a non-empty directory need `overwrite=True`.
@@ -416,15 +419,24 @@ def make_survey(out: str | Path, n_stars: int, seed: int = 0, workers: int = 2, 
     if engine_name == "emulator":
         from . import emulated
 
-        prov = emulated.load().provenance
+        emulator = str(Path(emulator).resolve()) if emulator else None
+        prov = emulated.load(emulator).provenance
         settings["emulator"] = {k: prov.get(k) for k in ("built", "grid_points", "report")}
+        settings["emulator"]["file"] = emulator or "shipped"
+        if manifest.exists() and not overwrite:
+            built = (json.loads(manifest.read_text()).get("emulator") or {}).get("built")
+            if built is not None and built != prov.get("built"):
+                raise ValueError(f"{out} was rendered by the emulator built {built}, not by this one "
+                                 f"({prov.get('built')}); use another directory or overwrite=True (--overwrite)")
+    elif emulator:
+        raise ValueError("an emulator file is only used with engine_name='emulator'")
     write_json(manifest, settings, indent=1)
     truth, cat = plan_survey(n_stars, seed)
-    if engine_name == "emulator" and (n_out := emulated.outside_box(truth)):
+    if engine_name == "emulator" and (n_out := emulated.outside_box(truth, emulator)):
         log.warning("%d of %d stars lie outside the emulator's label box; their labels are clipped to it for "
                     "the synthesis (the truth table keeps the drawn labels)", n_out, len(truth))
     details = [""] * len(truth)
-    jobs = _jobs(truth, seed, spectra_dir, engine_name)
+    jobs = _jobs(truth, seed, spectra_dir, engine_name, emulator if engine_name == "emulator" else None)
     bar = tqdm(total=len(truth), desc="synth survey", unit="star", disable=not progress)
     if workers > 1:
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
