@@ -164,13 +164,14 @@ def metrics(pred: np.ndarray, truth: np.ndarray) -> dict:
 
 
 def train(labels: np.ndarray, flux: np.ndarray, hidden: int = 64, epochs: int = 5000, lr: float = 3e-3,
-          held_out: float = 0.15, seed: int = 0):
-    """(Emulator, {'held_out': metrics, 'train': metrics, 'n_train', 'n_held_out'})."""
+          held_out: float = 0.15, seed: int = 0, threads: int = 1):
+    """(Emulator, {'held_out': metrics, 'train': metrics, 'n_train', 'n_held_out'}). One torch thread by
+    default: the grid usually keeps growing on the other cores of a shared machine."""
     import torch
 
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    torch.set_num_threads(1)  # a shared machine
+    torch.set_num_threads(threads)
     n = len(labels)
     n_test = max(1, int(round(held_out * n))) if n >= 4 and held_out > 0 else 0
     perm = rng.permutation(n)
@@ -226,6 +227,7 @@ def main(argv=None) -> int:
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--epochs", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--cv", type=int, default=0, help="k-fold cross-validation for the held-out figures; the shipped "
                                                        "network is then trained on every point (default: a 15 %% hold-out)")
     a = p.parse_args(argv)
@@ -236,11 +238,11 @@ def main(argv=None) -> int:
     if not np.isfinite(flux).all():
         raise ValueError("non-finite flux in the grid cache")
     if a.cv:
-        cv = cross_validate(labels, flux, a.cv, seed=a.seed, hidden=a.hidden, epochs=a.epochs)
-        emu, report = train(labels, flux, a.hidden, a.epochs, held_out=0.0, seed=a.seed)
+        cv = cross_validate(labels, flux, a.cv, seed=a.seed, hidden=a.hidden, epochs=a.epochs, threads=a.threads)
+        emu, report = train(labels, flux, a.hidden, a.epochs, held_out=0.0, seed=a.seed, threads=a.threads)
         report["cross_validation"] = cv
     else:
-        emu, report = train(labels, flux, a.hidden, a.epochs, seed=a.seed)
+        emu, report = train(labels, flux, a.hidden, a.epochs, seed=a.seed, threads=a.threads)
     emu.provenance = {"what": "Payne-style emulator of PySME spectra (starlabel.mock.emulator)",
                       "hidden": a.hidden, "epochs": a.epochs, "seed": a.seed, "labels": LABELS,
                       "emulator_grid": EMU_GRID, "grid_dir": str(a.grid), "grid_points": int(len(labels)),
