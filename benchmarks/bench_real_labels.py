@@ -33,7 +33,7 @@ REFERENCE = {"Sun": {"TEFF": 5772.0, "LOGG": 4.44, "FE_H": 0.0, "MG_FE": 0.0, "A
              "GES 19235180+0048006 (iDR6)": {"TEFF": 6203.0, "LOGG": 4.09, "FE_H": 0.15}}
 
 
-def spectra_for(ens, normalise: bool = False):
+def spectra_for(ens, normalise: bool = False, emulator: str | None = None):
     """{name: (flux on the model's grid, reference labels)}; `normalise`: see the module docstring."""
     from starlabel.continuum import fit_continuum
     from starlabel.grid import GIRAFFE_RESOLUTION
@@ -46,10 +46,10 @@ def spectra_for(ens, normalise: bool = False):
     out = {}
     real = s2r.real_sun(pe.SHARED_DATA, grid, renormalise=names if normalise else ("HR21",))
     out["real Sun"] = (np.concatenate([real[n] for n in names]), sun)
-    for label, synth in (("mock Sun, one-layer engine", engine.synthesize), ("mock Sun, emulator engine",
-                                                                              emulated.synthesize)):
+    for label, synth, extra in (("mock Sun, one-layer engine", engine.synthesize, {}),
+                                ("mock Sun, emulator engine", emulated.synthesize, {"emulator": emulator})):
         parts = [synth(s.wavelength, sun["TEFF"], sun["LOGG"], sun["FE_H"], vsini=s2r.SUN_VSINI,
-                       resolution=GIRAFFE_RESOLUTION[s.name]) for s in grid.setups]
+                       resolution=GIRAFFE_RESOLUTION[s.name], **extra) for s in grid.setups]
         if normalise:
             parts = [f / fit_continuum(s.wavelength, f) for s, f in zip(grid.setups, parts)]
         out[label] = (np.concatenate(parts), sun)
@@ -65,6 +65,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="+", help="model bundle directories")
     p.add_argument("--normalise", action="store_true", help="all stars through prepare's continuum fit (see above)")
+    p.add_argument("--emulator", metavar="FILE", help="the emulator the mock was made with, if not the shipped one "
+                   "(`synth survey --emulator`): for the 'mock Sun, emulator engine' row")
     a = p.parse_args(argv)
     from starlabel import Ensemble
 
@@ -74,7 +76,7 @@ def main(argv=None):
         ens = Ensemble.load(path)
         names = ens.labels.names
         print(f"\n{path}: {len(ens.networks)} networks, setups {[s.name for s in ens.grid.setups]}, labels {names}")
-        for star, (flux, ref) in spectra_for(ens, a.normalise).items():
+        for star, (flux, ref) in spectra_for(ens, a.normalise, a.emulator).items():
             p_ = ens.predict(flux[None])
             parts = []
             for j, n in enumerate(names):
