@@ -215,7 +215,7 @@ def render_star(job: dict) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]
             continue
         wave = native_wavelength(setup)
         engine_name = job.get("engine", "onelayer")
-        extra = {"emulator": job["emulator"]} if engine_name == "emulator" and job.get("emulator") else {}
+        extra = {"emulator": job.get("emulator")} if engine_name == "emulator" else {}
         flux = ENGINES[engine_name](wave, job["teff"], job["logg"], job["feh"],
                                     {"Mg": job["mg_fe"], "Al": job["al_fe"], "Si": job["alpha_fe"],
                                      "Ca": job["alpha_fe"], "Ti": job["alpha_fe"]}, vsini=job["vsini"],
@@ -405,6 +405,15 @@ def make_survey(out: str | Path, n_stars: int, seed: int = 0, workers: int = 2, 
     if engine_name not in ENGINES:
         raise ValueError(f"unknown engine {engine_name!r}; choose one of {sorted(ENGINES)}")
     settings = {"n_stars": int(n_stars), "seed": int(seed), "engine": engine_name, "starlabel_version": __version__}
+    if engine_name == "emulator":
+        from . import emulated
+
+        emulator = str(Path(emulator).resolve()) if emulator else None
+        prov = emulated.load(emulator).provenance
+        settings["emulator"] = {**{k: prov.get(k) for k in ("built", "grid_points", "report")},
+                                "file": emulator or "shipped"}
+    elif emulator:
+        raise ValueError("an emulator file is only used with engine_name='emulator'")
     manifest = out / "synth.json"
     if manifest.exists() and not overwrite:
         old = json.loads(manifest.read_text())
@@ -413,30 +422,20 @@ def make_survey(out: str | Path, n_stars: int, seed: int = 0, workers: int = 2, 
         if {k: old.get(k) for k in keys} != {k: settings[k] for k in keys}:
             raise ValueError(f"{out} already holds a mock survey made with {old}; "
                              "use another directory or overwrite=True (--overwrite)")
+        built = (old.get("emulator") or {}).get("built")  # same engine; surveys before 2026-12-01 recorded no file
+        if built is not None and built != settings["emulator"]["built"]:
+            raise ValueError(f"{out} was rendered by the emulator built {built}, not by this one "
+                             f"({settings['emulator']['built']}); use another directory or overwrite=True (--overwrite)")
     spectra_dir = out / "spectra"
     spectra_dir.mkdir(parents=True, exist_ok=True)
     engine.line_data(), engine._voigt_table()  # load once; forked workers inherit them
-    if engine_name == "emulator":
-        from . import emulated
-
-        emulator = str(Path(emulator).resolve()) if emulator else None
-        prov = emulated.load(emulator).provenance
-        settings["emulator"] = {k: prov.get(k) for k in ("built", "grid_points", "report")}
-        settings["emulator"]["file"] = emulator or "shipped"
-        if manifest.exists() and not overwrite:
-            built = (json.loads(manifest.read_text()).get("emulator") or {}).get("built")
-            if built is not None and built != prov.get("built"):
-                raise ValueError(f"{out} was rendered by the emulator built {built}, not by this one "
-                                 f"({prov.get('built')}); use another directory or overwrite=True (--overwrite)")
-    elif emulator:
-        raise ValueError("an emulator file is only used with engine_name='emulator'")
     write_json(manifest, settings, indent=1)
     truth, cat = plan_survey(n_stars, seed)
     if engine_name == "emulator" and (n_out := emulated.outside_box(truth, emulator)):
         log.warning("%d of %d stars lie outside the emulator's label box; their labels are clipped to it for "
                     "the synthesis (the truth table keeps the drawn labels)", n_out, len(truth))
     details = [""] * len(truth)
-    jobs = _jobs(truth, seed, spectra_dir, engine_name, emulator if engine_name == "emulator" else None)
+    jobs = _jobs(truth, seed, spectra_dir, engine_name, emulator)
     bar = tqdm(total=len(truth), desc="synth survey", unit="star", disable=not progress)
     if workers > 1:
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
