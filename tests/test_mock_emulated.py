@@ -89,3 +89,25 @@ def test_survey_with_another_emulator_file_uses_and_records_it(tmp_path):
     assert np.nanmax(np.abs(a - b)) > 0.05  # a different emulator, different spectra
     with pytest.raises(ValueError, match="emulator built test-mean-spectrum"):
         make_survey(tmp_path / "mean", 2, seed=5, workers=1, progress=False, engine_name="emulator")
+
+
+def _mock_sun_gap(shared_data):
+    from starlabel.mock import sim_to_real as s2r
+
+    real = s2r.real_sun(shared_data)
+    return s2r.report(real, s2r.model_on_grid(emulated.load().spectrum(s2r.sun_labels())))
+
+
+def test_the_mock_suns_flux_against_the_real_sun(shared_data):
+    """Issue 11's flux check on what the mock survey renders (the shipped emulator), real Sun from
+    ../shared/data. Measured 2026-12-01 10:21 UTC (bench_sim_to_real.py): HR10 0.0227 (held-out half 0.0212),
+    HR21 0.0120; the one-layer engine 0.031 / 0.062."""
+    gap = _mock_sun_gap(shared_data)
+    assert gap["HR21"]["all"] <= 0.015 and gap["HR21"]["held_out_half"] <= 0.015  # the issue's HR21 target
+    assert gap["HR10"]["all"] < 0.024 and gap["HR10"]["held_out_half"] < 0.022  # where HR10 stands
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11's HR10 target is not met (0.0227): blocked on Mn/Co/V/Sc hyperfine "
+                                       "data and a second real HR10 star (README, sim-to-real)")
+def test_the_mock_suns_hr10_flux_meets_the_issue_target(shared_data):
+    assert _mock_sun_gap(shared_data)["HR10"]["all"] <= 0.020

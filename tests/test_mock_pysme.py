@@ -155,8 +155,8 @@ def test_pysme_sun_small_window(shared_data):
 
 @pytest.mark.slow
 def test_sim_to_real_gap_on_the_real_sun(shared_data):
-    """Measured 2026-11-30 (benchmarks/bench_sim_to_real.py): one-layer 0.031 / 0.061 (HR10 / HR21),
-    PySME + ATLAS9 + VALD damping, laboratory log gf 0.028 / 0.016."""
+    """Measured with benchmarks/bench_sim_to_real.py: one-layer 0.031 / 0.061 (HR10 / HR21, 2026-11-30);
+    PySME + ATLAS9 with the default settings (VALD's log gf and damping) 0.0227 / 0.0117 (2026-12-01)."""
     _pysme()
     from starlabel.mock import pysme_engine as pe
     from starlabel.mock import sim_to_real as s2r
@@ -170,7 +170,7 @@ def test_sim_to_real_gap_on_the_real_sun(shared_data):
         native[name] = (wave, pe.synthesize_window(s2r.sun_labels(), wave, settings))
     ps = s2r.report(real, s2r.model_on_grid(native))
     assert one["HR10"]["all"] == pytest.approx(0.031, abs=0.002) and one["HR21"]["all"] == pytest.approx(0.061, abs=0.003)
-    assert ps["HR10"]["all"] < 0.029 and ps["HR21"]["all"] < 0.017
+    assert ps["HR10"]["all"] < 0.024 and ps["HR21"]["all"] < 0.013
     assert ps["HR21"]["all"] < 0.3 * one["HR21"]["all"]
 
 
