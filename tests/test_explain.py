@@ -170,6 +170,7 @@ def fake_bundle(tmp_path, monkeypatch):
             self.networks = [TinyNet(p, 2, seed=s).eval() for s in (0, 1)]
             self.labels = LabelSet(("MG_FE", "AL_FE"), (0.0, 0.0), (0.1, 0.2))
             self.grid = GRID
+            self.excluded = None
 
         @classmethod
         def load(cls, path):

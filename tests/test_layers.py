@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "starlabel"
 
 # From the ground up; a module may import from its own layer and the ones below.
 LAYERS = [
-    ("io", "grid", "labels", "lsf", "uncertainty", "cores", "continuum", "scheduler"),
+    ("io", "grid", "labels", "lsf", "uncertainty", "cores", "continuum", "scheduler", "exclusion"),
     ("model", "similarity", "mock", "baseline"),
     ("evaluation", "validation"),
     ("plots",),

@@ -26,6 +26,14 @@ def add_parser(sub):
     p.add_argument("--refit-output", action=argparse.BooleanOptionalAction, default=None,
                    help="after early stopping, refit the output layer by ridge regression on the last "
                         "hidden features, undoing dropout's shrinkage (default: the preset's; not in the paper)")
+    p.add_argument("--exclude-windows", metavar="LOW-HIGH,...", default="",
+                   help="wavelength windows in Å the networks never read (set to 1.0 in training and in every "
+                        "spectrum the model labels), e.g. tellurics or the 8621-Å DIB: 8617-8625")
+    p.add_argument("--exclude-elements", metavar="EL,...", default="",
+                   help="exclude the listed lines of these elements (starlabel's line list, ± --exclude-halfwidth Å), "
+                        "e.g. Ti,V,Cr,Mn,Co,Ni: elements whose line data the training spectra get wrong")
+    p.add_argument("--exclude-halfwidth", type=float, default=0.2, metavar="Å",
+                   help="Å on either side of an excluded line (default 0.2)")
     p.add_argument("--fused", action="store_true",
                    help="train all runs together (each keeps its own seed, data order, learning rate and early "
                         "stopping). On a CPU the runs train side by side, one per thread, each computing what it "
@@ -43,6 +51,7 @@ def add_parser(sub):
 
 
 def run(args):
+    from ..exclusion import parse_windows
     from ..stages.train import train
 
     # None keeps the preset's value; TrainConfig validates the rest (one clear line per bad value)
@@ -50,7 +59,10 @@ def run(args):
                      refit_output=args.refit_output, weight_by_errors=args.weight_by_errors or None,
                      mask_setups=args.mask_setups)
     labels = [s.strip() for s in args.labels.split(",") if s.strip()]
+    windows = parse_windows(args.exclude_windows)
+    elements = [e.strip() for e in args.exclude_elements.split(",") if e.strip()]
     path = train(args.sets, args.out, labels=labels, runs=args.runs, keep=args.keep, preset=args.preset,
                  seed=args.seed, device=args.device, threads=args.threads, fused=args.fused,
-                 progress=not args.no_progress, scheduler=args.scheduler, **overrides)
+                 progress=not args.no_progress, scheduler=args.scheduler, exclude_windows=windows,
+                 exclude_elements=elements, exclude_halfwidth=args.exclude_halfwidth, **overrides)
     print(f"wrote {path}")

@@ -58,8 +58,11 @@ def versions() -> dict:
 
 
 def binding(manifest: dict) -> str:
-    """sha256 of what gives the weights their meaning: label names and scaling, grid, network."""
+    """sha256 of what gives the weights their meaning: label names and scaling, grid, network, and the
+    excluded pixels where there are any (bundles without them keep their binding)."""
     core = {k: manifest[k] for k in ("labels", "grid", "network")}
+    if "excluded_pixels" in manifest:
+        core["excluded_pixels"] = manifest["excluded_pixels"]
     return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from astropy.table import Table
 
+from ..exclusion import from_runs, to_runs
 from ..grid import Grid
 from ..labels import DEFAULT_LABELS, LabelSet, label_matrix
 from .bundle import Bundle, BundleError, write_bundle
@@ -66,11 +67,16 @@ class Ensemble:
     """The kept networks of a trained ensemble. `predict(flux)` → `Prediction` in physical units."""
 
     def __init__(self, networks: list[Network], labels: LabelSet, grid: Grid, manifest: dict | None = None,
-                 path: Path | None = None, device=None, record: TrainingRecord | None = None):
+                 path: Path | None = None, device=None, record: TrainingRecord | None = None,
+                 excluded: np.ndarray | None = None):
         self.networks = networks
         self.labels = labels
         self.grid = grid
         self.manifest = manifest or {}
+        if excluded is None and "excluded_pixels" in self.manifest:
+            excluded = from_runs(self.manifest["excluded_pixels"]["runs"], grid.n_pixels)
+        # pixels set to 1.0 in every spectrum before the networks see it (starlabel.exclusion); None: none
+        self.excluded = excluded if excluded is not None and excluded.any() else None
         self.path = path
         self.record = record  # set by `fit`: what `save` writes besides the weights
         self.device = torch.device(device) if device is not None else next(networks[0].parameters()).device
@@ -88,7 +94,7 @@ class Ensemble:
     def fit(cls, flux, labels, names=DEFAULT_LABELS, grid: Grid | None = None, config: str | Preset = "quick",
             runs: int | None = None, keep: int | None = None, seed: int = 0, ids=None, weights=None,
             checkpoint_dir=None, callback=None, device=None, progress: bool = False,
-            fused: bool = False, client=None, threads: int | None = None) -> "Ensemble":
+            fused: bool = False, client=None, threads: int | None = None, exclude=None) -> "Ensemble":
         """Train `runs` networks on (flux (N, P), labels (N, L) or a table with the `names` columns)
         and keep the `keep` best.
 
@@ -98,9 +104,18 @@ class Ensemble:
         per-star, per-label loss weights. With `checkpoint_dir` an interrupted fit resumes
         there; `callback(run, epoch, state)` is called after every epoch. `fused`: train the runs together
         as one fused network (needs `checkpoint_dir`). `client`: a dask.distributed Client that trains
-        each run as one task on its workers (`train.fit_runs`)."""
+        each run as one task on its workers (`train.fit_runs`). `exclude`: boolean mask of the pixels the
+        networks must not read (`starlabel.exclusion`): 1.0 there in training, and in every spectrum the
+        ensemble labels later (the bundle records it)."""
         if hasattr(labels, "colnames"):  # a table with one column per label name
             labels = label_matrix(labels, names)
+        if exclude is not None:
+            exclude = np.asarray(exclude, bool)
+            if exclude.shape != (np.shape(flux)[1],):
+                raise ValueError(f"exclude has shape {exclude.shape}, the flux {np.shape(flux)[1]} pixels")
+            if exclude.any():
+                flux = np.array(flux, dtype=np.float32)  # a copy: the caller's spectra stay as they are
+                flux[:, exclude] = 1.0
         p = get_preset(config) if isinstance(config, str) else config
         if runs is not None or keep is not None:
             p = replace(p, runs=p.runs if runs is None else runs, keep=p.keep if keep is None else keep)
@@ -111,7 +126,7 @@ class Ensemble:
             net = Network(rec.network)
             net.load_state_dict(rec.results[i].best)
             networks.append(net.to(rec.device).eval().requires_grad_(False))
-        return cls(networks, rec.labels, rec.grid, device=rec.device, record=rec)
+        return cls(networks, rec.labels, rec.grid, device=rec.device, record=rec, excluded=exclude)
 
     def save(self, path, test_rows=None, provenance: dict | None = None) -> Path:
         """Write the bundle directory of a freshly fitted ensemble (bundle.py). `test_rows`: the
@@ -138,6 +153,9 @@ class Ensemble:
             "uncertainty": "E_<label>_CNN = standard deviation (ddof=0) of the kept networks' predictions",
             "data": data,
         }
+        if self.excluded is not None:
+            manifest["excluded_pixels"] = {"runs": to_runs(self.excluded), "n": int(self.excluded.sum()),
+                                           "value": 1.0}
         out = write_bundle(
             path, labels=rec.labels, grid=rec.grid, network=rec.network,
             weights={i: results[i].best for i in rec.kept}, seeds={i: results[i].state.seed for i in rec.kept},
@@ -182,6 +200,9 @@ class Ensemble:
         p = self.networks[0].config.n_pixels
         if flux.ndim != 2 or flux.shape[1] != p:
             raise BundleError(f"flux has shape {tuple(flux.shape)}, but the model expects (N, {p}) pixels")
+        if self.excluded is not None:
+            flux = flux.clone()  # as_tensor shares the caller's array
+            flux[:, torch.from_numpy(self.excluded)] = 1.0
         return flux
 
     # ------------------------------------------------------------------ prediction
@@ -264,4 +285,6 @@ class Ensemble:
         total = np.zeros((len(x), len(self.labels.names), x.shape[1]), np.float32)
         for net in self.networks:
             total += per_spectrum_gradients(net, x, self.labels.scale) / len(self.networks)
+        if self.excluded is not None:
+            total[:, :, self.excluded] = 0.0  # the labels do not depend on the flux there
         return total

@@ -96,11 +96,12 @@ class GradientMaps:
 
 # ---------------------------------------------------------------- gradients
 
-def gradient_maps(networks, labels, chunks, wavelength, grid=None, progress=True) -> GradientMaps:
+def gradient_maps(networks, labels, chunks, wavelength, grid=None, progress=True, excluded=None) -> GradientMaps:
     """Average gradients of every network and of the ensemble mean over the spectra in `chunks`.
 
     `labels` is the bundle's LabelSet; `chunks` yields flux arrays (n, P). Memory is
-    bounded by one chunk's (n, L, P) gradients plus the running sums.
+    bounded by one chunk's (n, L, P) gradients plus the running sums. `excluded`: the bundle's excluded
+    pixels (`Ensemble.excluded`), set to 1.0 as in prediction; their gradients are 0.
     """
     from tqdm.auto import tqdm
 
@@ -122,8 +123,13 @@ def gradient_maps(networks, labels, chunks, wavelength, grid=None, progress=True
         if len(flux) == 0:
             continue
         ens = np.zeros((len(flux), n_lab, p), np.float32)
+        if excluded is not None:
+            flux = np.array(flux, dtype=np.float32)
+            flux[:, excluded] = 1.0
         for k, net in enumerate(networks):
             g = per_spectrum_gradients(net, flux, labels.scale)
+            if excluded is not None:
+                g[:, :, excluded] = 0.0
             signed[k] += g.sum(0)
             absolute[k] += np.abs(g).sum(0)
             ens += g / m
@@ -292,7 +298,7 @@ def explain(model_dir, sets_path, out, which="test", n_max=1000, chunk=64, seed=
     rows = choose_rows(sets, model_dir, which, n_max, seed)
     log.info("explaining %d %s spectra with %d networks", len(rows), which, len(ens.networks))
     chunks = (flux for _, flux in sets.iter_chunks(chunk, rows=rows))
-    maps = gradient_maps(ens.networks, ens.labels, chunks, sets.grid.wavelength, sets.grid, progress)
+    maps = gradient_maps(ens.networks, ens.labels, chunks, sets.grid.wavelength, sets.grid, progress, ens.excluded)
     maps.lines = identify_lines(maps, linelist if linelist is not None else default_linelist(), n_peaks, tolerance)
     maps.meta = {"which": which, "model_dir": str(model_dir), "sets": str(sets_path), "seed": seed}
     out = Path(out)

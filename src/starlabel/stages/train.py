@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cores import configure_threads
+from ..exclusion import DEFAULT_HALFWIDTH, excluded_pixels
 from ..io.columns import require_columns
 from ..io.dataset import Dataset
 from ..io.lock import output_lock
@@ -74,7 +75,8 @@ def label_weights(table, labels) -> np.ndarray:
 
 def train(sets_path, out_dir, labels=DEFAULT_LABELS, runs: int | None = None, keep: int | None = None,
           preset: str = "quick", seed: int = 0, *, device=None, threads: int | None = None, callback=None,
-          progress: bool = True, fused: bool = False, scheduler=None, **train_overrides) -> Path:
+          progress: bool = True, fused: bool = False, scheduler=None, exclude_windows=(), exclude_elements=(),
+          exclude_halfwidth: float = DEFAULT_HALFWIDTH, **train_overrides) -> Path:
     """Train an ensemble on the SET == 'train' rows of `sets_path` and write the bundle to `out_dir`.
 
     `runs`/`keep` (default: the preset's, 10 and 8) and `train_overrides` (TrainConfig fields, e.g.
@@ -85,7 +87,9 @@ def train(sets_path, out_dir, labels=DEFAULT_LABELS, runs: int | None = None, ke
     'local[:N]', an address, a scheduler file or a Client): each run is one task on a Dask cluster, one
     per worker (or GPU), each with `threads` torch threads (default 1); the workers write the
     checkpoints into `out_dir` (a shared file system on a cluster), so a rerun resumes as here. The
-    networks are the same as from one process training with as many threads."""
+    networks are the same as from one process training with as many threads. `exclude_windows` ((low, high)
+    Å) and `exclude_elements` (symbols; their listed lines ± `exclude_halfwidth` Å): pixels the networks never
+    read (`starlabel.exclusion`), recorded in the bundle."""
     labels = tuple(labels)
     parse_scheduler(scheduler)  # a bad --scheduler fails before any work
     p = get_preset(preset, runs=runs, keep=keep, **train_overrides)
@@ -94,17 +98,23 @@ def train(sets_path, out_dir, labels=DEFAULT_LABELS, runs: int | None = None, ke
     ds, flux, y, cnames, rows, n_drop = load_training_data(sets_path, labels)
     warn_if_few(len(y), p.train.test_fraction, ds.path)
     w = label_weights(ds.catalogue[rows], labels) if p.train.weight_by_errors else None
+    exclude = excluded_pixels(ds.grid.wavelength, exclude_windows, exclude_elements, exclude_halfwidth)
+    if exclude.any():
+        log.info("%d of %d pixels excluded (set to 1.0 in training and prediction)", exclude.sum(), exclude.size)
     created = [d for d in (out, out / "checkpoints") if not d.exists()]
     try:
         with output_lock(out, directory=True):
             with connect(scheduler) as client:
                 ens = Ensemble.fit(flux, y, names=labels, grid=ds.grid, config=p, seed=seed, ids=cnames, weights=w,
                                    checkpoint_dir=out / "checkpoints", callback=callback, device=device,
-                                   progress=progress, fused=fused, client=client, threads=threads)
+                                   progress=progress, fused=fused, client=client, threads=threads, exclude=exclude)
                 workers = None if client is None else n_workers(client)
             del flux
             test_rows = rows[ens.record.test_idx]
             provenance = {"sets": str(Path(sets_path).resolve()), "n_dropped_nonfinite": n_drop}
+            if exclude.any():
+                provenance["excluded"] = {"windows": [list(w) for w in exclude_windows],
+                                          "elements": list(exclude_elements), "halfwidth": exclude_halfwidth}
             if workers:
                 provenance["dask_workers"] = workers
             return ens.save(out, test_rows=test_rows, provenance=provenance)
