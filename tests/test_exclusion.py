@@ -29,6 +29,8 @@ def test_windows_and_element_lines_select_their_pixels():
     with pytest.raises(ValueError, match="no lines of Xx"):
         excluded_pixels(wave, elements=["Xx"], lines=LINES)
     assert np.array_equal(from_runs(to_runs(mask), mask.size), mask)
+    only_first = excluded_pixels(wave, elements=["Mn"], lines=LINES, elements_within=[(5000.0, 5030.0)])
+    assert only_first.any() and not only_first[wave > 8000].any()  # the 8515-Å Mn line stays
     assert not excluded_pixels(wave).any()
 
 
@@ -82,3 +84,8 @@ def test_train_command_records_the_exclusion_and_names_a_bad_window(toy_sets, tm
     expected = ((wave >= 5011) & (wave <= 5013)) | ((wave >= 8520) & (wave <= 8521))
     assert manifest["excluded_pixels"]["n"] == expected.sum()
     assert manifest["data"]["excluded"]["windows"] == [[5011.0, 5013.0], [8520.0, 8521.0]]
+
+    assert main(["train", *common, "--out", str(tmp_path / "s"), "--exclude-elements", "Fe",
+                 "--exclude-setups", "HR10"]) == 2
+    err = capsys.readouterr().err
+    assert "--exclude-setups HR10: not on the grid" in err and "TOYA, TOYB" in err

@@ -34,9 +34,10 @@ def parse_windows(text: str) -> list[tuple[float, float]]:
 
 
 def excluded_pixels(wavelength, windows=(), elements=(), halfwidth: float = DEFAULT_HALFWIDTH,
-                    lines=None) -> np.ndarray:
+                    lines=None, elements_within=None) -> np.ndarray:
     """Boolean mask over `wavelength`: inside any of `windows` ((low, high) Å), or within `halfwidth` Å of a
-    line of one of `elements` (symbols, e.g. 'Mn') in `lines` (default: starlabel's line list)."""
+    line of one of `elements` (symbols, e.g. 'Mn') in `lines` (default: starlabel's line list); with
+    `elements_within` ((low, high) Å ranges, e.g. one setup's) only the lines inside them count."""
     wave = np.asarray(wavelength, dtype=float)
     out = np.zeros(wave.size, bool)
     for lo, hi in windows:
@@ -51,7 +52,10 @@ def excluded_pixels(wavelength, windows=(), elements=(), halfwidth: float = DEFA
         if wanted - known:
             raise ValueError(f"no lines of {', '.join(sorted(wanted - known))} in the line list "
                              f"(it has {', '.join(sorted(known))})")
-        for w in np.asarray(lines["WAVELENGTH"])[np.isin(np.asarray(lines["ELEMENT"]).astype(str), list(wanted))]:
+        chosen = np.asarray(lines["WAVELENGTH"])[np.isin(np.asarray(lines["ELEMENT"]).astype(str), list(wanted))]
+        if elements_within is not None:
+            chosen = chosen[np.any([(chosen >= lo) & (chosen <= hi) for lo, hi in elements_within], axis=0)]
+        for w in chosen:
             out[np.searchsorted(wave, w - halfwidth):np.searchsorted(wave, w + halfwidth, side="right")] = True
     return out
 

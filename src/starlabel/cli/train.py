@@ -34,6 +34,9 @@ def add_parser(sub):
                         "e.g. Ti,V,Cr,Mn,Co,Ni: elements whose line data the training spectra get wrong")
     p.add_argument("--exclude-halfwidth", type=float, default=0.2, metavar="Å",
                    help="Å on either side of an excluded line (default 0.2)")
+    p.add_argument("--exclude-setups", metavar="SETUP,...", default="",
+                   help="apply --exclude-elements only to the lines in these setups (e.g. HR10, where the line data "
+                        "are missing, keeping the same elements' lines in HR21)")
     p.add_argument("--fused", action="store_true",
                    help="train all runs together (each keeps its own seed, data order, learning rate and early "
                         "stopping). On a CPU the runs train side by side, one per thread, each computing what it "
@@ -64,5 +67,6 @@ def run(args):
     path = train(args.sets, args.out, labels=labels, runs=args.runs, keep=args.keep, preset=args.preset,
                  seed=args.seed, device=args.device, threads=args.threads, fused=args.fused,
                  progress=not args.no_progress, scheduler=args.scheduler, exclude_windows=windows,
-                 exclude_elements=elements, exclude_halfwidth=args.exclude_halfwidth, **overrides)
+                 exclude_elements=elements, exclude_halfwidth=args.exclude_halfwidth,
+                 exclude_setups=[n.strip() for n in args.exclude_setups.split(",") if n.strip()], **overrides)
     print(f"wrote {path}")

@@ -76,7 +76,7 @@ def label_weights(table, labels) -> np.ndarray:
 def train(sets_path, out_dir, labels=DEFAULT_LABELS, runs: int | None = None, keep: int | None = None,
           preset: str = "quick", seed: int = 0, *, device=None, threads: int | None = None, callback=None,
           progress: bool = True, fused: bool = False, scheduler=None, exclude_windows=(), exclude_elements=(),
-          exclude_halfwidth: float = DEFAULT_HALFWIDTH, **train_overrides) -> Path:
+          exclude_halfwidth: float = DEFAULT_HALFWIDTH, exclude_setups=None, **train_overrides) -> Path:
     """Train an ensemble on the SET == 'train' rows of `sets_path` and write the bundle to `out_dir`.
 
     `runs`/`keep` (default: the preset's, 10 and 8) and `train_overrides` (TrainConfig fields, e.g.
@@ -88,8 +88,8 @@ def train(sets_path, out_dir, labels=DEFAULT_LABELS, runs: int | None = None, ke
     per worker (or GPU), each with `threads` torch threads (default 1); the workers write the
     checkpoints into `out_dir` (a shared file system on a cluster), so a rerun resumes as here. The
     networks are the same as from one process training with as many threads. `exclude_windows` ((low, high)
-    Å) and `exclude_elements` (symbols; their listed lines ± `exclude_halfwidth` Å): pixels the networks never
-    read (`starlabel.exclusion`), recorded in the bundle."""
+    Å) and `exclude_elements` (symbols; their listed lines ± `exclude_halfwidth` Å, only in the setups named in
+    `exclude_setups` if given): pixels the networks never read (`starlabel.exclusion`), recorded in the bundle."""
     labels = tuple(labels)
     parse_scheduler(scheduler)  # a bad --scheduler fails before any work
     p = get_preset(preset, runs=runs, keep=keep, **train_overrides)
@@ -98,7 +98,18 @@ def train(sets_path, out_dir, labels=DEFAULT_LABELS, runs: int | None = None, ke
     ds, flux, y, cnames, rows, n_drop = load_training_data(sets_path, labels)
     warn_if_few(len(y), p.train.test_fraction, ds.path)
     w = label_weights(ds.catalogue[rows], labels) if p.train.weight_by_errors else None
-    exclude = excluded_pixels(ds.grid.wavelength, exclude_windows, exclude_elements, exclude_halfwidth)
+    within = None
+    if exclude_setups and not exclude_elements:
+        raise ValueError("--exclude-setups says where to exclude the lines of --exclude-elements; name the elements")
+    if exclude_setups:
+        setups = {st.name: st for st in ds.grid.setups}
+        unknown = sorted(set(exclude_setups) - set(setups))
+        if unknown:
+            raise ValueError(f"--exclude-setups {', '.join(unknown)}: not on the grid of {ds.path} "
+                             f"({', '.join(setups)})")
+        within = [(setups[n].start, setups[n].stop) for n in exclude_setups]
+    exclude = excluded_pixels(ds.grid.wavelength, exclude_windows, exclude_elements, exclude_halfwidth,
+                              elements_within=within)
     if exclude.any():
         log.info("%d of %d pixels excluded (set to 1.0 in training and prediction)", exclude.sum(), exclude.size)
     created = [d for d in (out, out / "checkpoints") if not d.exists()]
@@ -114,7 +125,8 @@ def train(sets_path, out_dir, labels=DEFAULT_LABELS, runs: int | None = None, ke
             provenance = {"sets": str(Path(sets_path).resolve()), "n_dropped_nonfinite": n_drop}
             if exclude.any():
                 provenance["excluded"] = {"windows": [list(w) for w in exclude_windows],
-                                          "elements": list(exclude_elements), "halfwidth": exclude_halfwidth}
+                                          "elements": list(exclude_elements), "halfwidth": exclude_halfwidth,
+                                          "elements_in_setups": list(exclude_setups or [])}
             if workers:
                 provenance["dask_workers"] = workers
             return ens.save(out, test_rows=test_rows, provenance=provenance)
