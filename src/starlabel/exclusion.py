@@ -60,6 +60,29 @@ def excluded_pixels(wavelength, windows=(), elements=(), halfwidth: float = DEFA
     return out
 
 
+def for_grid(grid, windows=(), elements=(), halfwidth: float = DEFAULT_HALFWIDTH, setups=None,
+             source="the data") -> np.ndarray:
+    """`excluded_pixels` on a `Grid`, the element lines limited to the named `setups` if given (a clear error
+    names a setup the grid of `source` lacks)."""
+    within = None
+    if setups:
+        if not elements:
+            raise ValueError("--exclude-setups says where to exclude the lines of --exclude-elements; name the elements")
+        unknown = sorted(set(setups) - set(grid.names))
+        if unknown:
+            raise ValueError(f"--exclude-setups {', '.join(unknown)}: not on the grid of {source} "
+                             f"({', '.join(grid.names)})")
+        within = [(grid.setup(n).start, grid.setup(n).stop) for n in setups]
+    return excluded_pixels(grid.wavelength, windows, elements, halfwidth, elements_within=within)
+
+
+def blanked(flux, mask: np.ndarray) -> np.ndarray:
+    """A float32 copy of `flux` (N, P) with the `mask` pixels at the continuum, 1.0 (the caller's array stays)."""
+    out = np.array(flux, dtype=np.float32)
+    out[:, mask] = 1.0
+    return out
+
+
 def to_runs(mask: np.ndarray) -> list[list[int]]:
     """[[start, stop), …] index runs of a boolean mask: compact enough for a JSON manifest."""
     edges = np.flatnonzero(np.diff(np.concatenate([[0], np.asarray(mask, np.int8), [0]])))

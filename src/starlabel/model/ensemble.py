@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from astropy.table import Table
 
-from ..exclusion import from_runs, to_runs
+from ..exclusion import blanked, from_runs, to_runs
 from ..grid import Grid
 from ..labels import DEFAULT_LABELS, LabelSet, label_matrix
 from .bundle import Bundle, BundleError, write_bundle
@@ -114,8 +114,7 @@ class Ensemble:
             if exclude.shape != (np.shape(flux)[1],):
                 raise ValueError(f"exclude has shape {exclude.shape}, the flux {np.shape(flux)[1]} pixels")
             if exclude.any():
-                flux = np.array(flux, dtype=np.float32)  # a copy: the caller's spectra stay as they are
-                flux[:, exclude] = 1.0
+                flux = blanked(flux, exclude)
         p = get_preset(config) if isinstance(config, str) else config
         if runs is not None or keep is not None:
             p = replace(p, runs=p.runs if runs is None else runs, keep=p.keep if keep is None else keep)

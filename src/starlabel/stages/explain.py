@@ -105,6 +105,7 @@ def gradient_maps(networks, labels, chunks, wavelength, grid=None, progress=True
     """
     from tqdm.auto import tqdm
 
+    from ..exclusion import blanked
     from ..model.network import per_spectrum_gradients
 
     networks = list(networks)
@@ -124,8 +125,7 @@ def gradient_maps(networks, labels, chunks, wavelength, grid=None, progress=True
             continue
         ens = np.zeros((len(flux), n_lab, p), np.float32)
         if excluded is not None:
-            flux = np.array(flux, dtype=np.float32)
-            flux[:, excluded] = 1.0
+            flux = blanked(flux, excluded)
         for k, net in enumerate(networks):
             g = per_spectrum_gradients(net, flux, labels.scale)
             if excluded is not None:

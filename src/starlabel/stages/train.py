@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ..cores import configure_threads
-from ..exclusion import DEFAULT_HALFWIDTH, excluded_pixels
+from .. import exclusion
+from ..exclusion import DEFAULT_HALFWIDTH
 from ..io.columns import require_columns
 from ..io.dataset import Dataset
 from ..io.lock import output_lock
@@ -26,11 +27,10 @@ from ..scheduler import parse as parse_scheduler
 log = logging.getLogger(__name__)
 
 
-def load_training_data(sets_path, labels):
+def load_training_data(ds: Dataset, labels):
     """Flux, labels, CNAMEs and dataset rows of SET == 'train', without non-finite rows.
 
-    Returns (ds, flux, y, cnames, rows, n_dropped)."""
-    ds = Dataset(sets_path)
+    Returns (flux, y, cnames, rows, n_dropped)."""
     cat = ds.catalogue
     require_columns(cat.colnames, ["CNAME", *labels], ds.path, f"to train on the labels {', '.join(labels)}")
     rows = ds.rows(SET="train") if "SET" in cat.colnames else np.arange(len(ds))
@@ -49,7 +49,7 @@ def load_training_data(sets_path, labels):
                  n_drop, len(rows), int((~ok_y).sum()), list(labels), int((~ok_f).sum()))
     rows, y, flux = rows[ok], y[ok], flux[ok]
     cnames = np.asarray(cat["CNAME"][rows]).astype(str)
-    return ds, flux, y, cnames, rows, n_drop
+    return flux, y, cnames, rows, n_drop
 
 
 def label_weights(table, labels) -> np.ndarray:
@@ -95,21 +95,13 @@ def train(sets_path, out_dir, labels=DEFAULT_LABELS, runs: int | None = None, ke
     p = get_preset(preset, runs=runs, keep=keep, **train_overrides)
     configure_threads(threads)
     out = Path(out_dir)
-    ds, flux, y, cnames, rows, n_drop = load_training_data(sets_path, labels)
+    ds = Dataset(sets_path)
+    # bad exclusion options fail before the training set is read
+    exclude = exclusion.for_grid(ds.grid, exclude_windows, exclude_elements, exclude_halfwidth, exclude_setups,
+                                 source=ds.path)
+    flux, y, cnames, rows, n_drop = load_training_data(ds, labels)
     warn_if_few(len(y), p.train.test_fraction, ds.path)
     w = label_weights(ds.catalogue[rows], labels) if p.train.weight_by_errors else None
-    within = None
-    if exclude_setups and not exclude_elements:
-        raise ValueError("--exclude-setups says where to exclude the lines of --exclude-elements; name the elements")
-    if exclude_setups:
-        setups = {st.name: st for st in ds.grid.setups}
-        unknown = sorted(set(exclude_setups) - set(setups))
-        if unknown:
-            raise ValueError(f"--exclude-setups {', '.join(unknown)}: not on the grid of {ds.path} "
-                             f"({', '.join(setups)})")
-        within = [(setups[n].start, setups[n].stop) for n in exclude_setups]
-    exclude = excluded_pixels(ds.grid.wavelength, exclude_windows, exclude_elements, exclude_halfwidth,
-                              elements_within=within)
     if exclude.any():
         log.info("%d of %d pixels excluded (set to 1.0 in training and prediction)", exclude.sum(), exclude.size)
     created = [d for d in (out, out / "checkpoints") if not d.exists()]
