@@ -31,9 +31,11 @@ def add_parser(sub):
     g.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     g.add_argument("--astrophysical-gf", default="", choices=["", "even", "all"],
                    help="solar-fitted log gf (package table): lines of the even 5-Å windows or all (default: lab)")
-    g.add_argument("--gf-source", default="vald", choices=["vald", "linemake"],
+    g.add_argument("--gf-source", default="vald", choices=["vald", "linemake", "ges"],
                    help="log gf of the atomic lines: VALD's where VALD has the line, plus VALD's lines linemake lacks "
-                        "(default), or linemake's alone (the grids before 2026-12-01); PysmeSettings.gf_source")
+                        "(default), linemake's alone (the grids before 2026-12-01), or the Gaia-ESO line list with its "
+                        "hyperfine components (ges; fetch it once with `python -m starlabel.mock.ges_lines`); "
+                        "PysmeSettings.gf_source")
     g.add_argument("--molecules", action="store_true",
                    help="add the VALD molecular lines (CN, C2, TiO, OH, CH, MgH) to HR21 (default: atomic lines only)")
     g.set_defaults(func=run_grid)

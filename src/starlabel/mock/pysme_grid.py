@@ -159,9 +159,11 @@ def main(argv=None) -> int:
     p.add_argument("--astrophysical-gf", default="", choices=["", "even", "all"],
                    help="solar-fitted log gf from the package table data/pysme_loggf_sun.ecsv: lines of the even "
                         "5-Å windows only, or all fitted lines (default: laboratory values)")
-    p.add_argument("--gf-source", default="vald", choices=["vald", "linemake"],
+    p.add_argument("--gf-source", default="vald", choices=["vald", "linemake", "ges"],
                    help="log gf of the atomic lines: VALD's where VALD has the line, plus VALD's lines linemake lacks "
-                        "(default), or linemake's alone (the grids before 2026-12-01); PysmeSettings.gf_source")
+                        "(default), linemake's alone (the grids before 2026-12-01), or the Gaia-ESO line list with its "
+                        "hyperfine components (ges; fetch it once with `python -m starlabel.mock.ges_lines`); "
+                        "PysmeSettings.gf_source")
     p.add_argument("--molecules", action="store_true",
                    help="add the VALD molecular lines to HR21 (PysmeSettings.molecules; a different cache key)")
     a = p.parse_args(argv)
