@@ -71,13 +71,14 @@ def main(argv=None):
     p.add_argument("--group", default="Ti,V,Cr,Mn,Co,Ni",
                    help="elements summed together with --by-species (default: those the VALD HR10 extract in "
                         "../shared/data lacks, whose HR10 lines keep linemake's log gf and SME's default damping)")
+    p.add_argument("--emulator", metavar="FILE", help="the emulator the mock was made with, if not the shipped one")
     a = p.parse_args(argv)
     from starlabel import Ensemble
     from starlabel.io.linelist import read_linelist
 
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load {os.getloadavg()}")
     ens = Ensemble.load(a.model)
-    stars = spectra_for(ens)
+    stars = spectra_for(ens, emulator=a.emulator)
     real, mock = stars["real Sun"][0], stars["mock Sun, emulator engine"][0]
     names, wave, lines = ens.labels.names, ens.grid.wavelength, read_linelist()
     contrib = attribution(ens, mock, real, a.steps)

@@ -12,6 +12,8 @@ relation, broadened with the mock's solar v_mac and v sin i = 1.6 km/s:
   lacks (`PysmeSettings(gf_source="vald")`, `mock.vald_lines`): another compilation, not a fit;
 * the shipped emulator of that PySME grid (`mock.emulated`, `synth survey --engine emulator`): what
   the mock survey's spectra look like with it — its gap adds the emulator's own error to PySME's;
+* the same with the Gaia-ESO line list (`PysmeSettings(gf_source="ges")`, `mock.ges_lines`: its
+  laboratory log gf, damping and hyperfine components; skipped until fetched);
 * PySME + the MARCS solar model (shared data) + laboratory log gf (the issue's reference);
 * PySME + ATLAS9 + the solar-fitted log gf table shipped in the package (if present), using only the
   lines fitted in the even 5-Å windows: its "held out" column (odd windows) is the honest number;
@@ -84,7 +86,7 @@ def main(argv=None):
 
     from astropy.table import Table
 
-    from starlabel.mock import emulated
+    from starlabel.mock import emulated, ges_lines
     from starlabel.mock import pysme_engine as pe
     from starlabel.mock import sim_to_real as s2r
 
@@ -93,7 +95,11 @@ def main(argv=None):
     models = {"one-layer engine": lambda: s2r.onelayer_sun(),
               "PySME + ATLAS9, lab log gf": lambda: s2r.model_on_grid(pysme_native(linemake())),
               "PySME + ATLAS9, VALD log gf": lambda: s2r.model_on_grid(pysme_native(pe.PysmeSettings(gf_source="vald"))),
+              "PySME + ATLAS9, Gaia-ESO line list": lambda: s2r.model_on_grid(pysme_native(pe.PysmeSettings(gf_source="ges"))),
               "emulator engine": lambda: s2r.model_on_grid(emulated.load().spectrum(s2r.sun_labels()))}
+    if not ges_lines.ges_linelist_path().exists():
+        print(f"Gaia-ESO line list not fetched ({ges_lines.FETCH_HINT}): its row is skipped")
+        del models["PySME + ATLAS9, Gaia-ESO line list"]
     if not a.no_marcs:
         models["PySME + MARCS Sun, lab log gf"] = lambda: s2r.model_on_grid(
             pysme_native(linemake(), pe.SHARED_DATA / "atmospheres" / "marcs" / "sun.mod"))
@@ -124,6 +130,7 @@ def ges_star(no_astro: bool):
     from astropy.table import Table
 
     from starlabel.grid import Grid
+    from starlabel.mock import ges_lines
     from starlabel.mock import pysme_engine as pe
     from starlabel.mock import sim_to_real as s2r
     from starlabel.mock.engine import macroturbulence
@@ -136,7 +143,10 @@ def ges_star(no_astro: bool):
     print(f"GES 19235180+0048006 HR21 (S/N 57: noise alone gives RMS ≈ {noise:.4f}), model at iDR6 labels, "
           f"v_mac {vmac:.1f}, v sin i {GES_VSINI} km/s")
     runs = {"one-layer engine": None, "PySME + ATLAS9, lab log gf": linemake(),
-            "PySME + ATLAS9, VALD log gf": pe.PysmeSettings(gf_source="vald")}
+            "PySME + ATLAS9, VALD log gf": pe.PysmeSettings(gf_source="vald"),
+            "PySME + ATLAS9, Gaia-ESO line list": pe.PysmeSettings(gf_source="ges")}
+    if not ges_lines.ges_linelist_path().exists():
+        del runs["PySME + ATLAS9, Gaia-ESO line list"]
     if not no_astro and pe.gf_table_path().exists():
         runs["PySME + ATLAS9, gf fitted on even half"] = linemake(astrophysical_gf="even")
         if "odd" in set(Table.read(pe.gf_table_path(), format="ascii.ecsv")["HALF"]):

@@ -1,6 +1,6 @@
 """Where the real Sun and the PySME Sun differ: the 1-Å windows that carry the flux residual, and what kind.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_sun_residual.py [--setup HR10] [--gf-source vald] [--top 20]
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_sun_residual.py [--setup HR10] [--gf-source vald|linemake|ges] [--top 20]
 
 Real Sun (UVES HR10 / SAO2010 HR21 from ../shared/data) and the PySME Sun at 5772 K / 4.44 / 0.00, both at
 GIRAFFE resolution on the pipeline grid (`mock.sim_to_real`). Prints the RMS, what a Doppler shift, another
@@ -24,7 +24,7 @@ import numpy as np
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--setup", default="HR10", choices=["HR10", "HR21"])
-    p.add_argument("--gf-source", default="vald", choices=["vald", "linemake"])
+    p.add_argument("--gf-source", default="vald", choices=["vald", "linemake", "ges"])
     p.add_argument("--top", type=int, default=20, help="worst 1-Å windows to list")
     p.add_argument("--vdw-default", type=float, nargs="*", default=[], metavar="LOG_GAMMA6",
                    help="also try these log γ6 (per perturber, 10 000 K) for the lines without VALD damping")

@@ -56,6 +56,13 @@ def test_reads_atoms_keeps_hyperfine_components_and_names_bad_rows(small_list, c
     assert np.all(np.diff(df["wave"].to_numpy()) >= 0)
 
 
+def test_default_place_does_not_follow_what_pysme_does_to_the_environment(monkeypatch):
+    monkeypatch.delenv("STARLABEL_GES_LINELIST", raising=False)
+    before = ges_lines.ges_linelist_path()
+    monkeypatch.setenv("XDG_CACHE_HOME", "/somewhere/pysme/set")  # pysme.large_file_storage does this on import
+    assert ges_lines.ges_linelist_path() == before and before.parent.name == "starlabel"
+
+
 def test_missing_list_says_how_to_fetch_it(tmp_path, monkeypatch):
     monkeypatch.setenv("STARLABEL_GES_LINELIST", str(tmp_path / "absent"))
     assert ges_lines.ges_linelist_path() == tmp_path / "absent"

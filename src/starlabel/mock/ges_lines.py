@@ -49,8 +49,8 @@ def ges_linelist_path() -> Path:
     env = os.environ.get("STARLABEL_GES_LINELIST")
     if env:
         return Path(env)
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return cache / "starlabel" / FILE_NAME
+    # not $XDG_CACHE_HOME: importing pysme rewrites it (to its own NLTE-grid folder), which would move the list
+    return Path.home() / ".cache" / "starlabel" / FILE_NAME
 
 
 def sha256_of(path: str | Path) -> str:
