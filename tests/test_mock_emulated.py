@@ -107,8 +107,9 @@ def test_the_mock_suns_flux_against_the_real_sun(shared_data):
     assert gap["HR10"]["all"] < 0.024 and gap["HR10"]["held_out_half"] < 0.022  # where HR10 stands
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11's HR10 target is not met (0.0227): blocked on HR10 line data (VALD "
-                                       "entries for Ti, V, Cr, Mn, Co, Ni; hyperfine components of Mn I, Co I, V I, "
-                                       "Sc I) and a second real HR10 star to check a solar fit on (README, sim-to-real)")
+@pytest.mark.xfail(strict=True, reason="issue 11's HR10 target is not met (0.0227; PySME with the Gaia-ESO line list "
+                                       "0.0223): Fe I lines from 4.38-4.47 eV and Ba I 5535 disagree with the Sun in "
+                                       "every laboratory list here, and a solar log gf fit needs a second real HR10 "
+                                       "star to be checked on (README, sim-to-real)")
 def test_the_mock_suns_hr10_flux_meets_the_issue_target(shared_data):
     assert _mock_sun_gap(shared_data)["HR10"]["all"] <= 0.020
