@@ -126,17 +126,26 @@ def _linelist_cached(settings: PysmeSettings):
 
     if settings.gf_source not in GF_SOURCES:
         raise ValueError(f"gf_source must be one of {GF_SOURCES}, not {settings.gf_source!r}")
+    windows = [(lo - settings.line_margin, hi + settings.line_margin) for lo, hi, _ in settings.windows().values()]
     parts = []
     for name in settings.linelists:
         df = read_moog(Path(settings.shared_data) / "linelists" / name)
         keep = np.zeros(len(df), bool)
-        for lo, hi, _ in settings.windows().values():
-            keep |= (df["wave"] > lo - settings.line_margin).to_numpy() & (df["wave"] < hi + settings.line_margin).to_numpy()
+        for lo, hi in windows:
+            keep |= (df["wave"] > lo).to_numpy() & (df["wave"] < hi).to_numpy()
         parts.append(df[keep])
     df = pd.concat(parts, ignore_index=True)
-    windows = [(lo - settings.line_margin, hi + settings.line_margin) for lo, hi, _ in settings.windows().values()]
-    if settings.gf_source == "ges":
-        return _ges_linelist(settings, df, windows)
+    df = _ges_atoms(settings, df, windows) if settings.gf_source == "ges" else _linemake_atoms(settings, df, windows)
+    if settings.molecules:
+        mol = read_vald_molecules(Path(settings.shared_data) / "linelists", settings.windows().values(),
+                                  settings.line_margin)
+        df = pd.concat([df, mol], ignore_index=True).sort_values("wave", kind="stable").reset_index(drop=True)
+    return df
+
+
+def _linemake_atoms(settings: PysmeSettings, df, windows):
+    """linemake's atoms with VALD's damping (and log gf and extra lines for gf_source='vald'), optionally
+    the solar-fitted log gf."""
     names = [species_name(c) for c in df["code"]]
     df["species"] = [n[0] for n in names]
     df["ionization"] = [float(n[2]) for n in names]
@@ -157,14 +166,10 @@ def _linelist_cached(settings: PysmeSettings):
         if settings.gf_source != "linemake":
             raise ValueError("the solar-fitted log gf table was fitted to linemake's list: use gf_source='linemake'")
         df = apply_gf_table(df, gf_table_path(), settings.astrophysical_gf)
-    if settings.molecules:
-        mol = read_vald_molecules(Path(settings.shared_data) / "linelists", settings.windows().values(),
-                                  settings.line_margin)
-        df = pd.concat([df, mol], ignore_index=True).sort_values("wave", kind="stable").reset_index(drop=True)
     return df
 
 
-def _ges_linelist(settings: PysmeSettings, linemake, windows):
+def _ges_atoms(settings: PysmeSettings, linemake, windows):
     """The Gaia-ESO list's atoms (its own log gf, damping, hyperfine components) + linemake's H I."""
     import pandas as pd
 
@@ -178,10 +183,6 @@ def _ges_linelist(settings: PysmeSettings, linemake, windows):
     hydrogen["species"], hydrogen["ionization"] = "H 1", 1.0
     hydrogen["loggf_lab"], hydrogen["gamrad"], hydrogen["gamvw"] = hydrogen["loggf"], 0.0, 0.0
     df = pd.concat([df, hydrogen[df.columns]], ignore_index=True)
-    if settings.molecules:
-        mol = read_vald_molecules(Path(settings.shared_data) / "linelists", settings.windows().values(),
-                                  settings.line_margin)
-        df = pd.concat([df, mol], ignore_index=True)
     return df.sort_values("wave", kind="stable").reset_index(drop=True)
 
 
