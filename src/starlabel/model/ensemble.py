@@ -193,16 +193,15 @@ class Ensemble:
                               "model's grid (starlabel prepare) first")
 
     def _flux(self, flux) -> torch.Tensor:
-        flux = torch.as_tensor(np.asarray(flux, dtype=np.float32))
+        flux = np.asarray(flux, dtype=np.float32)
         if flux.ndim == 1:
             flux = flux[None]
         p = self.networks[0].config.n_pixels
         if flux.ndim != 2 or flux.shape[1] != p:
             raise BundleError(f"flux has shape {tuple(flux.shape)}, but the model expects (N, {p}) pixels")
         if self.excluded is not None:
-            flux = flux.clone()  # as_tensor shares the caller's array
-            flux[:, torch.from_numpy(self.excluded)] = 1.0
-        return flux
+            flux = blanked(flux, self.excluded)  # a copy: the caller's array stays
+        return torch.as_tensor(flux)
 
     # ------------------------------------------------------------------ prediction
 
@@ -283,7 +282,5 @@ class Ensemble:
         x = self._flux(flux).numpy()
         total = np.zeros((len(x), len(self.labels.names), x.shape[1]), np.float32)
         for net in self.networks:
-            total += per_spectrum_gradients(net, x, self.labels.scale) / len(self.networks)
-        if self.excluded is not None:
-            total[:, :, self.excluded] = 0.0  # the labels do not depend on the flux there
+            total += per_spectrum_gradients(net, x, self.labels.scale, self.excluded) / len(self.networks)
         return total

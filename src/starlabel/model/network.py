@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..exclusion import blanked
 from .config import NetworkConfig
 
 log = logging.getLogger(__name__)
@@ -254,11 +255,15 @@ class Network(nn.Module):
         return nn.Sequential(*layers).train(self.training)
 
 
-def per_spectrum_gradients(network: Network, flux, scale=None) -> np.ndarray:
+def per_spectrum_gradients(network: Network, flux, scale=None, excluded=None) -> np.ndarray:
     """(N, L, P) array of ∂label_l/∂flux_p for each spectrum, times `scale` (network → physical units).
 
     One backward pass per label on the summed output: spectra do not interact in an
-    eval-mode network, so row i of the gradient is the gradient of spectrum i alone."""
+    eval-mode network, so row i of the gradient is the gradient of spectrum i alone. `excluded`: pixels
+    the network never reads (`starlabel.exclusion`): set to 1.0 first, and their gradients are 0, since
+    the label does not depend on the flux there."""
+    if excluded is not None:
+        flux = blanked(flux, excluded)
     param = next(network.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None else torch.float32
@@ -272,4 +277,6 @@ def per_spectrum_gradients(network: Network, flux, scale=None) -> np.ndarray:
     g = np.stack(grads, axis=1)
     if scale is not None:
         g = g * np.asarray(scale, dtype=g.dtype)[None, :, None]
+    if excluded is not None:
+        g[:, :, excluded] = 0.0
     return g

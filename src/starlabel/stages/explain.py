@@ -125,11 +125,9 @@ def gradient_maps(networks, labels, chunks, wavelength, grid=None, progress=True
             continue
         ens = np.zeros((len(flux), n_lab, p), np.float32)
         if excluded is not None:
-            flux = blanked(flux, excluded)
+            flux = blanked(flux, excluded)  # the mean flux shows what the networks read
         for k, net in enumerate(networks):
-            g = per_spectrum_gradients(net, flux, labels.scale)
-            if excluded is not None:
-                g[:, :, excluded] = 0.0
+            g = per_spectrum_gradients(net, flux, labels.scale, excluded)
             signed[k] += g.sum(0)
             absolute[k] += np.abs(g).sum(0)
             ens += g / m

@@ -14,7 +14,6 @@ import numpy as np
 
 from ..cores import configure_threads
 from .. import exclusion
-from ..exclusion import DEFAULT_HALFWIDTH
 from ..io.columns import require_columns
 from ..io.dataset import Dataset
 from ..io.lock import output_lock
@@ -76,7 +75,7 @@ def label_weights(table, labels) -> np.ndarray:
 def train(sets_path, out_dir, labels=DEFAULT_LABELS, runs: int | None = None, keep: int | None = None,
           preset: str = "quick", seed: int = 0, *, device=None, threads: int | None = None, callback=None,
           progress: bool = True, fused: bool = False, scheduler=None, exclude_windows=(), exclude_elements=(),
-          exclude_halfwidth: float = DEFAULT_HALFWIDTH, exclude_setups=None, **train_overrides) -> Path:
+          exclude_halfwidth: float = exclusion.DEFAULT_HALFWIDTH, exclude_setups=None, **train_overrides) -> Path:
     """Train an ensemble on the SET == 'train' rows of `sets_path` and write the bundle to `out_dir`.
 
     `runs`/`keep` (default: the preset's, 10 and 8) and `train_overrides` (TrainConfig fields, e.g.
