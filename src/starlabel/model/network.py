@@ -35,7 +35,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..exclusion import blanked
 from .config import NetworkConfig
 
 log = logging.getLogger(__name__)
@@ -260,10 +259,8 @@ def per_spectrum_gradients(network: Network, flux, scale=None, excluded=None) ->
 
     One backward pass per label on the summed output: spectra do not interact in an
     eval-mode network, so row i of the gradient is the gradient of spectrum i alone. `excluded`: pixels
-    the network never reads (`starlabel.exclusion`): set to 1.0 first, and their gradients are 0, since
-    the label does not depend on the flux there."""
-    if excluded is not None:
-        flux = blanked(flux, excluded)
+    the network never reads, which the caller has already set to 1.0 (`exclusion.blanked`, as `Ensemble`
+    does for every spectrum it labels); their gradients are 0, since the label does not depend on them."""
     param = next(network.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None else torch.float32

@@ -125,7 +125,7 @@ def gradient_maps(networks, labels, chunks, wavelength, grid=None, progress=True
             continue
         ens = np.zeros((len(flux), n_lab, p), np.float32)
         if excluded is not None:
-            flux = blanked(flux, excluded)  # the mean flux shows what the networks read
+            flux = blanked(flux, excluded)
         for k, net in enumerate(networks):
             g = per_spectrum_gradients(net, flux, labels.scale, excluded)
             signed[k] += g.sum(0)
