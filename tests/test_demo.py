@@ -16,13 +16,13 @@ def test_demo_tiny(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "report:" in printed and "pca+ridge" in printed
     for name in ("dataset.h5", "sets.h5", "map.h5", "labels.fits", "summary.csv", "report.html",
-                 "model/manifest.json", "eval/index.json", "explain/lines.csv"):
+                 "model/manifest.json", "model/calibration.json", "eval/index.json", "explain/lines.csv"):
         assert (out / name).exists(), name
     summary = Table.read(out / "summary.csv")
     assert {"cnn", "pca+ridge"} <= set(summary["method"])
     assert {"catalogue", "truth"} <= set(summary["reference"])
     labels = Table.read(out / "labels.fits")
-    assert {"TEFF_CNN", "E_TEFF_CNN", "INNER", "OUTLIER"} <= set(labels.colnames)
+    assert {"TEFF_CNN", "E_TEFF_CNN", "E_TEFF_MODEL", "E_TEFF_TOTAL", "INNER", "OUTLIER"} <= set(labels.colnames)
     timings = json.loads((out / "demo.json").read_text())["timings_s"]
     assert timings["total"] > 0
     # a second call finds every output and only rewrites the summary and report

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-VERBS = ("synth", "prepare", "select", "map", "train", "predict", "explain", "evaluate", "validate", "report",
-         "demo")
+VERBS = ("synth", "prepare", "select", "map", "train", "calibrate", "predict", "explain", "evaluate", "validate",
+         "report", "demo")
 
 
 def test_every_verb_is_a_function_of_the_same_name():

@@ -31,8 +31,8 @@ _API = {
     "PrepareSettings": "stages.prepare", "mock_spectra": "mock.arrays",
     # the pipeline verbs: files in, files out
     "synth": "stages.synth", "prepare": "stages.prepare", "select": "stages.select", "map": "stages.map",
-    "train": "stages.train", "predict": "stages.predict", "explain": "stages.explain",
-    "evaluate": "stages.evaluate", "validate": "stages.validate", "report": "stages.report",
+    "train": "stages.train", "calibrate": "stages.calibrate", "predict": "stages.predict",
+    "explain": "stages.explain", "evaluate": "stages.evaluate", "validate": "stages.validate", "report": "stages.report",
     "demo": "stages.demo",
 }
 __all__ = sorted(_API)

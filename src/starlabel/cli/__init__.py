@@ -15,7 +15,8 @@ import sys
 
 from .. import __version__
 
-VERBS = ("synth", "prepare", "select", "map", "train", "predict", "explain", "evaluate", "validate", "report", "demo")
+VERBS = ("synth", "prepare", "select", "map", "train", "calibrate", "predict", "explain", "evaluate", "validate",
+         "report", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -139,7 +139,7 @@ def join_run(sets_catalogue: Table, labels_table: Table, split: dict | None = No
     for name in cnn_labels(labels_table):
         out[f"{name}_CNN"] = matched(labels_table, f"{name}_CNN", idx)
         out[f"E_{name}_CNN"] = matched(labels_table, f"E_{name}_CNN", idx)
-        if f"E_{name}_TOTAL" in labels_table.colnames:  # ensemble spread ⊕ noise (predict --noise-draws)
+        if f"E_{name}_TOTAL" in labels_table.colnames:  # spread ⊕ noise (⊕ model error, calibrated)
             out[f"E_{name}_TOTAL"] = matched(labels_table, f"E_{name}_TOTAL", idx)
         out[f"{name}_REF"] = float_column(cat, name) if name in cat.colnames else np.full(len(cat), np.nan)
         if truth is not None:

@@ -10,6 +10,9 @@ A bundle is a directory (docs/contracts.md):
     history.json           {run: {"train_loss": […], "test_loss": […]}} for every run
     snapshots.safetensors  test-set predictions (physical units) of the first kept run at a few
                            epochs, keys `epoch_<n>`, plus `test_rows` (rows of SETS.h5)
+    calibration.json       optional, written by `starlabel calibrate` after training: the model-error
+                           term of each label (evaluation/calibration.py), bound to the files it was
+                           measured with (`fingerprint`), so a grown or retrained bundle drops it
 
 Weights are safetensors only: loading a bundle from a colleague cannot run code. The sha256 list
 protects every file against change; the binding (a hash of the label names, scaling, grid and
@@ -41,6 +44,7 @@ log = logging.getLogger(__name__)
 FORMAT = "starlabel-ensemble"
 FORMAT_VERSION = 1
 REQUIRED = ("labels", "grid", "network", "kept", "files")
+CALIBRATION = "calibration.json"
 
 
 class BundleError(ValueError):
@@ -64,6 +68,22 @@ def binding(manifest: dict) -> str:
     if "excluded_pixels" in manifest:
         core["excluded_pixels"] = manifest["excluded_pixels"]
     return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()
+
+
+def fingerprint(manifest: dict) -> str:
+    """sha256 of the manifest's file checksums: changes whenever any weight, split or history does."""
+    return hashlib.sha256(json.dumps(manifest["files"], sort_keys=True).encode()).hexdigest()
+
+
+def write_calibration(path, record: dict) -> Path:
+    """Write `record` (label → {"sigma_model", …} under "labels", plus provenance) as the bundle's
+    calibration.json, bound to the bundle as it is now."""
+    bundle = Bundle(path)
+    unknown = sorted(set(record["labels"]) - set(bundle.label_names))
+    if unknown:
+        raise BundleError(f"calibration names labels {unknown} that the bundle {bundle.path} does not predict")
+    return write_json(bundle.path / CALIBRATION, {"format": "starlabel-calibration", "format_version": 1,
+                                                  "fingerprint": fingerprint(bundle.manifest), **record}, indent=1)
 
 
 def write_bundle(out, *, labels: LabelSet, grid: Grid, network: NetworkConfig, weights: dict[int, dict],
@@ -183,6 +203,23 @@ class Bundle:
     def history(self) -> dict | None:
         """{run: {"train_loss": […], "test_loss": […]}}, or None."""
         return self._json("history.json")
+
+    def calibration(self) -> dict | None:
+        """calibration.json if it was measured on this bundle's present files, else None (a stale one,
+        from before the ensemble was grown or retrained, is reported and ignored)."""
+        try:
+            record = self._json(CALIBRATION)
+        except json.JSONDecodeError as e:
+            log.warning("%s is not valid JSON (%s): ignored; run `starlabel calibrate` again",
+                        self.path / CALIBRATION, e)
+            return None
+        if record is None:
+            return None
+        if record.get("fingerprint") != fingerprint(self.manifest):
+            log.warning("%s was measured on other weights or another split than the bundle has now: ignored; "
+                        "run `starlabel calibrate` again", self.path / CALIBRATION)
+            return None
+        return record
 
     def snapshots(self) -> tuple[dict[int, np.ndarray], np.ndarray | None]:
         """{epoch: (N, L) test-set predictions} of the first kept run and the test rows, or ({}, None)."""

@@ -12,6 +12,7 @@ The bundle format on disk is `bundle.py`'s; the training loop is `train.py`'s.
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,12 +24,14 @@ from astropy.table import Table
 from ..exclusion import blanked, from_runs, to_runs
 from ..grid import Grid
 from ..labels import DEFAULT_LABELS, LabelSet, label_matrix
-from .bundle import Bundle, BundleError, write_bundle
+from .bundle import CALIBRATION, Bundle, BundleError, write_bundle
 from .config import Preset, preset as get_preset
 from .network import Network, per_spectrum_gradients
 from .train import TrainingRecord, fit_runs, pick_device
 
 __all__ = ["Ensemble", "Prediction", "BundleError"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,20 +40,26 @@ class Prediction:
 
     `mean`, `std`: ensemble mean and standard deviation (ddof=0) over the kept networks;
     `noise`: how far the labels move when noise of the spectrum's own level is added (None
-    unless `noise_draws` > 0); `total`: both in quadrature, the error bar to use."""
+    unless `noise_draws` > 0); `model`: (L,) the model-error term of a calibrated bundle
+    (`starlabel calibrate`; None without); `total`: all three in quadrature, the error bar to use
+    (it needs the noise draws the calibration assumed: without them it is the spread alone)."""
 
     names: tuple[str, ...]
     mean: np.ndarray
     std: np.ndarray
     noise: np.ndarray | None = None
+    model: np.ndarray | None = None
 
     @property
     def total(self) -> np.ndarray:
-        return self.std if self.noise is None else np.hypot(self.std, self.noise)
+        if self.noise is None:
+            return self.std
+        model = 0.0 if self.model is None else np.asarray(self.model, float)
+        return np.sqrt(self.std**2 + self.noise**2 + model**2)
 
     def to_table(self, ids=None) -> Table:
-        """`<LABEL>_CNN`, `E_<LABEL>_CNN` (and `E_<LABEL>_NOISE`, `E_<LABEL>_TOTAL`), after a CNAME column
-        when `ids` are given: the columns of `starlabel predict`'s output."""
+        """`<LABEL>_CNN`, `E_<LABEL>_CNN` (and `E_<LABEL>_NOISE`, `E_<LABEL>_MODEL`, `E_<LABEL>_TOTAL`),
+        after a CNAME column when `ids` are given: the columns of `starlabel predict`'s output."""
         table = Table()
         if ids is not None:
             table["CNAME"] = np.asarray(ids).astype(str)
@@ -59,6 +68,9 @@ class Prediction:
             table[f"E_{n}_CNN"] = self.std[:, j]
             if self.noise is not None:
                 table[f"E_{n}_NOISE"] = self.noise[:, j]
+            if self.model is not None:
+                table[f"E_{n}_MODEL"] = np.full(len(self.mean), self.model[j])
+            if self.noise is not None:
                 table[f"E_{n}_TOTAL"] = self.total[:, j]
         return table
 
@@ -81,6 +93,7 @@ class Ensemble:
         self.record = record  # set by `fit`: what `save` writes besides the weights
         self.device = torch.device(device) if device is not None else next(networks[0].parameters()).device
         self.precision = "fp32"  # or "bf16" / "fp16": see precision.choose, which measures it first
+        self.model_error = None  # (L,) σ_model of a calibrated bundle (Bundle.calibration), else None
 
     def inference(self):
         """The context every forward pass runs in: inference mode, autocast to `self.precision`."""
@@ -168,7 +181,8 @@ class Ensemble:
 
     @classmethod
     def load(cls, path, device=None, verify: bool = True) -> "Ensemble":
-        """Load a bundle after checking it (`Bundle.verify`: every file unchanged, weights bound to the manifest)."""
+        """Load a bundle after checking it (`Bundle.verify`: every file unchanged, weights bound to the manifest),
+        with its model-error term where `starlabel calibrate` measured one on these weights."""
         bundle = Bundle(path)
         if verify:
             bundle.verify()
@@ -181,7 +195,17 @@ class Ensemble:
             except RuntimeError as e:
                 raise BundleError(f"run{i}.safetensors does not fit the network in manifest.json: {e}") from e
             networks.append(net.to(device).eval().requires_grad_(False))
-        return cls(networks, bundle.labels, bundle.grid, bundle.manifest, bundle.path, device)
+        ens = cls(networks, bundle.labels, bundle.grid, bundle.manifest, bundle.path, device)
+        calibration = bundle.calibration()
+        if calibration is not None:
+            sm = np.array([calibration["labels"].get(n, {}).get("sigma_model", np.nan) for n in bundle.label_names],
+                          float)
+            unknown = [n for n, v in zip(bundle.label_names, sm) if not np.isfinite(v)]
+            if unknown:
+                log.warning("%s has no model error for %s (no reference labels there): 0 used",
+                            bundle.path / CALIBRATION, unknown)
+            ens.model_error = np.nan_to_num(sm, nan=0.0)
+        return ens
 
     # ------------------------------------------------------------------ checks
 
@@ -274,7 +298,7 @@ class Ensemble:
 
             noise = noise_sigma(self, flux, noise_draws, seed, each=each, mask=mask, error=error, batch=batch,
                                 threads=threads, compile=compile)
-        return Prediction(tuple(self.labels.names), each.mean(0), each.std(0), noise)
+        return Prediction(tuple(self.labels.names), each.mean(0), each.std(0), noise, self.model_error)
 
     def gradients(self, flux) -> np.ndarray:
         """(N, L, P) ∂label/∂flux of the ensemble mean for each spectrum, physical units per unit flux:

@@ -1,9 +1,10 @@
 """`demo`: the whole pipeline on the embedded mock Gaia-ESO survey, end to end.
 
-synth → prepare → select → map (outliers) → select without outliers → train → predict
-→ PCA+ridge baseline → evaluate → validate (Sect. 5) → explain → report. Every stage writes its own file
-into RUN_DIR (the layout `starlabel report` reads), and a stage whose output already
-exists is skipped, so an interrupted demo resumes where it stopped.
+synth → prepare → select → map (outliers) → select without outliers → train → calibrate (against the
+mock's truth, which stands in for a precise reference such as benchmark stars) → predict → PCA+ridge
+baseline → evaluate → validate (Sect. 5) → explain → report. Every stage writes its own file into
+RUN_DIR (the layout `starlabel report` reads), and a stage whose output already exists is skipped, so
+an interrupted demo resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def summary_table(metrics: Table, baseline: Table | None) -> Table:
 
 
 def format_summary(table: Table) -> str:
-    """The summary as aligned text; σt columns (ensemble spread ⊕ noise) when predict made them."""
+    """The summary as aligned text; σt columns (spread ⊕ noise ⊕ model error) when predict made them."""
     total = "within_1sigma_total" in table.colnames and bool(np.isfinite(table["within_1sigma_total"]).any())
     lines = [f"{'set':<16}{'reference':<11}{'method':<11}{'label':<7}{'n':>6}{'bias':>10}{'scatter':>10}"
              f"{'in 1σ':>7}{'in 2σ':>7}" + (f"{'in 1σt':>8}{'in 2σt':>8}" if total else "")]
@@ -159,6 +160,7 @@ def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | No
     from ..model.bundle import Bundle
     from ..plots.maps import write_map_figures
     from ..mock.survey import make_survey
+    from .calibrate import calibrate
     from .evaluate import evaluate
     from .explain import explain
     from .map import map as map_spectra
@@ -208,6 +210,10 @@ def demo(out="demo_run", preset: str = "quick", seed: int = 0, n_stars: int | No
               preset=p.train_preset, seed=seed, progress=progress,
               **({"max_epochs": max_epochs} if max_epochs else {}))
     lap("train")
+    if _step("calibrate (the mock's truth as the reference)", out / "model" / "calibration.json"):
+        calibrate(out / "model", out / "sets.h5", reference=survey / "truth.fits", noise_draws=NOISE_DRAWS,
+                  seed=seed, progress=progress)
+    lap("calibrate")
     if _step("predict", out / "labels.fits"):
         predict(out / "model", out / "sets.h5", out / "labels.fits", carry=CARRY,
                 map_path=out / "map.h5", noise_draws=NOISE_DRAWS, seed=seed, progress=progress)

@@ -3,7 +3,8 @@
 Output (FITS table, one row per dataset row, in dataset order): CNAME, any carried catalogue
 columns, then `<LABEL>_CNN` (ensemble mean) and `E_<LABEL>_CNN` (standard deviation over the
 kept networks) per label; with `noise_draws` > 0 also `E_<LABEL>_NOISE` (the noise-propagated
-uncertainty, `uncertainty.noise_sigma`) and `E_<LABEL>_TOTAL` (both added in quadrature).
+uncertainty, `uncertainty.noise_sigma`) and `E_<LABEL>_TOTAL` (added in quadrature, with
+`E_<LABEL>_MODEL`, the model-error term, when `starlabel calibrate` measured one for the bundle).
 Spectra with non-finite flux get NaN labels and a warning naming them.
 With a similarity map (`map_path`), INNER and OUTLIER columns say whether each spectrum lies
 near the training set and whether it is unlike any other: spectra that are on the map take
@@ -251,7 +252,7 @@ def predict(model_dir, dataset_path, out, carry=(), chunk: int = 512, rows=None,
     if bad_all:
         warnings.warn(f"{len(bad_all)} spectra with non-finite flux get NaN labels: {', '.join(bad_all)}",
                       stacklevel=2)
-    labels = Prediction(tuple(names), mean, std, noise if noise_draws else None).to_table()
+    labels = Prediction(tuple(names), mean, std, noise if noise_draws else None, ens.model_error).to_table()
     table = Table()
     table["CNAME"] = cnames[rows]
     for c in carry:

@@ -191,7 +191,7 @@ def section_accuracy(run: Path) -> str:
     ev = run / "eval"
     captions = {"metrics.csv": "Bias (mean CNN − reference) and scatter (std); within_kσ: share of stars whose "
                                "reference lies within k ensemble standard deviations (_total: within k total "
-                               "uncertainties, ensemble σ ⊕ noise σ)",
+                               "uncertainties, ensemble σ ⊕ noise σ ⊕ model σ of a calibrated bundle)",
                 "outside_limits.csv": "Share with catalogue labels outside the training limits",
                 "training_limits.csv": "Training-set limits",
                 "precision_snr.csv": "Median ensemble σ (and total σ) vs S/N"}
