@@ -70,15 +70,20 @@ class LabelSet:
 
     @classmethod
     def fit(cls, names, values: np.ndarray) -> "LabelSet":
+        """Mean and spread of each label over its known values (a missing label is NaN)."""
         values = np.asarray(values, dtype=float)
         if values.ndim != 2 or values.shape[1] != len(names):
             raise ValueError(f"labels array has shape {values.shape}, expected (N, {len(names)})")
-        if not np.all(np.isfinite(values)):
-            bad = [n for n, ok in zip(names, np.isfinite(values).all(0)) if not ok]
-            raise ValueError(f"labels {bad} contain NaN or inf; select a clean training set first")
-        scale = values.std(0)
+        if np.isinf(values).any():
+            bad = [n for n, inf in zip(names, np.isinf(values).any(0)) if inf]
+            raise ValueError(f"labels {bad} contain inf; select a clean training set first")
+        known = np.isfinite(values)
+        if not known.any(0).all():
+            bad = [n for n, ok in zip(names, known.any(0)) if not ok]
+            raise ValueError(f"labels {bad} have no known value in the training set")
+        scale = np.nanstd(values, 0)
         scale[scale == 0] = 1.0
-        return cls(tuple(names), tuple(values.mean(0).tolist()), tuple(scale.tolist()))
+        return cls(tuple(names), tuple(np.nanmean(values, 0).tolist()), tuple(scale.tolist()))
 
     def to_network(self, values):
         return ((np.asarray(values, dtype=float) - self.mean) / self.scale).astype(np.float32)
@@ -116,6 +121,7 @@ class QualityCuts:
     max_vsini: float | None = 20.0
     max_feh_mismatch: float | None = 0.2
     observed_min_snr: float = 10.0
+    partial_abundances: bool = False  # Mg, Al failing their error cut leave the star a training candidate
     extra: dict = field(default_factory=dict)
 
     def masks(self, table: Table) -> list[tuple[str, np.ndarray]]:
@@ -131,9 +137,10 @@ class QualityCuts:
                 out.append((f"E_LOGG <= {self.max_e_logg:g}", col("E_LOGG") <= self.max_e_logg))
             if self.max_e_abundance is not None:
                 ok = np.ones(len(table), bool)
-                for c in ("E_FE1", "E_MG1", "E_AL1"):
+                for c in ("E_FE1",) if self.partial_abundances else ("E_FE1", "E_MG1", "E_AL1"):
                     ok &= col(c) <= self.max_e_abundance
-                out.append((f"abundance errors <= {self.max_e_abundance:g} dex", ok))
+                out.append((f"{'E_FE1' if self.partial_abundances else 'abundance errors'} <= "
+                            f"{self.max_e_abundance:g} dex", ok))
             if self.no_flags:
                 out.append(("no TECH/PECULI flag", ~(_flagged(table, "TECH") | _flagged(table, "PECULI"))))
             if self.max_vsini is not None:
@@ -145,6 +152,15 @@ class QualityCuts:
             for name, expr in self.extra.items():
                 out.append((name, np.asarray(expr(table), bool)))
         return out
+
+    def unusable_abundances(self, table: Table) -> dict[str, np.ndarray]:
+        """With `partial_abundances`: {label: rows whose [Mg/Fe] or [Al/Fe] is missing or fails the
+        abundance error cut}; those labels are not trained on (the star trains on the others)."""
+        if not self.partial_abundances or self.max_e_abundance is None:
+            return {}
+        with np.errstate(invalid="ignore"):
+            return {label: ~(float_column(table, err) <= self.max_e_abundance)
+                    for label, err in (("MG_FE", "E_MG1"), ("AL_FE", "E_AL1"))}
 
 
 def _flagged(table: Table, col: str) -> np.ndarray:

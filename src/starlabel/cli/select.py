@@ -20,6 +20,10 @@ def add_parser(sub):
     cut("--observed-min-snr", "observed_min_snr", "observed set: lowest S/N of the spectra that fail a cut")
     p.add_argument("--allow-flags", action="store_true", help="keep spectra with TECH/PECULI flags "
                    "(default: they are cut)")
+    p.add_argument("--partial-abundances", action="store_true",
+                   help="a star whose Mg or Al abundance is missing or fails --max-e-abundance still trains, on its "
+                        "other labels ([Mg/Fe] / [Al/Fe] set to NaN in SETS.h5 for it; default: the paper's rule, "
+                        "every abundance must pass)")
     p.add_argument("--exclude-outliers", metavar="MAP.h5",
                    help="keep the outliers flagged in this similarity map out of the training set")
     p.add_argument("--missing-setups", choices=("exclude", "include"), default="exclude",
@@ -36,6 +40,7 @@ def run(args):
     cuts = settings(QualityCuts, args)
     if args.allow_flags:
         cuts.no_flags = False
+    cuts.partial_abundances = args.partial_abundances
     exclude = ()
     if args.exclude_outliers:
         from ..stages.map import outlier_cnames

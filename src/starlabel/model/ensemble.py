@@ -109,7 +109,7 @@ class Ensemble:
             checkpoint_dir=None, callback=None, device=None, progress: bool = False,
             fused: bool = False, client=None, threads: int | None = None, exclude=None) -> "Ensemble":
         """Train `runs` networks on (flux (N, P), labels (N, L) or a table with the `names` columns)
-        and keep the `keep` best.
+        and keep the `keep` best. A missing label (NaN) is left out of the loss: the star trains on its others.
 
         `config`: a preset name ("quick", "paper") or a `Preset`; `runs`/`keep` override its values.
         `grid`: the wavelength grid of the flux columns (default: the paper's HR10+HR21 grid).

@@ -57,8 +57,8 @@ def split_indices(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, 
 
 
 def range_check(names, y_train, y_test) -> dict[str, int]:
-    """How many test stars lie outside the training range, per label."""
-    lo, hi = y_train.min(0), y_train.max(0)
+    """How many test stars lie outside the training range, per label (missing labels, NaN, are not counted)."""
+    lo, hi = np.nanmin(y_train, 0), np.nanmax(y_train, 0)
     return {n: int(((y_test[:, j] < lo[j]) | (y_test[:, j] > hi[j])).sum()) for j, n in enumerate(names)}
 
 
@@ -177,7 +177,7 @@ def fit_runs(flux: np.ndarray, y: np.ndarray, names, grid: Grid, p: Preset, seed
         raise ValueError("fused training and a Dask scheduler do not go together yet: one or the other")
     names = tuple(names)
     flux = np.asarray(flux, dtype=np.float32)
-    y = np.asarray(y, dtype=float)
+    y = np.asarray(y, dtype=float)  # NaN: a missing label, left out of the loss
     if flux.ndim != 2 or y.shape != (len(flux), len(names)):
         raise ValueError(f"flux {flux.shape} and labels {y.shape} do not fit: expected (N, pixels) and "
                          f"(N, {len(names)}) for the labels {list(names)}")
@@ -207,6 +207,11 @@ def fit_runs(flux: np.ndarray, y: np.ndarray, names, grid: Grid, p: Preset, seed
     build = torch.device("cpu") if client is not None else device  # on a cluster each worker moves it
     to = lambda a: torch.as_tensor(a, dtype=torch.float32).to(build)  # noqa: E731
     w = None if weights is None else np.asarray(weights, dtype=float)
+    missing = ~np.isfinite(y)
+    if missing.any():  # a missing label counts nothing in the loss: weight 0, value the training mean
+        w = np.ones_like(y) if w is None else w.copy()
+        w[missing] = 0.0
+        y = np.where(missing, np.asarray(labelset.mean), y)
     data = TrainingData(to(flux[tr]), to(labelset.to_network(y[tr])), to(flux[te]), to(labelset.to_network(y[te])),
                         None if w is None else to(w[tr]), None if w is None else to(w[te]),
                         NoiseAugment(flux[tr], list(grid.slices().values()), cfg.noise_augment, build,

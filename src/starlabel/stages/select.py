@@ -48,6 +48,8 @@ def select(dataset_path, out, cuts: QualityCuts | None = None, exclude_cnames=()
     `missing_setups`: 'exclude' (default) keeps stars with a missing setup (catalogue MISSING_SETUP,
     from `prepare`) out of the training set, as the paper's training set has both setups; they stay
     in the observed set. 'include' lets them train (the networks then see their masked setup as 1.0).
+    `cuts.partial_abundances`: a training candidate whose Mg or Al abundance is missing or fails the
+    error cut stays one, with that [X/Fe] set to NaN in SETS.h5 (`train` leaves it out of the loss).
     Returns (path, report).
     """
     if missing_setups not in ("exclude", "include"):
@@ -81,6 +83,11 @@ def select(dataset_path, out, cuts: QualityCuts | None = None, exclude_cnames=()
         log.info(f"  {name:<{width}}  removes {removed:6d}   leaves {remaining:6d}")
     log.info(f"training candidates: {int(train.sum())}; observed set (S/N >= {cuts.observed_min_snr:g}): "
          f"{int(observed.sum())}; dropped (S/N < {cuts.observed_min_snr:g} or no S/N): {len(cat) - len(keep)}")
+    for label, unusable in cuts.unusable_abundances(cat).items():
+        blank = train & unusable
+        cat[label][blank] = np.nan  # not a training label; the star trains on its others
+        log.info(f"  {label} missing or failing the abundance error cut: {int(blank.sum())} training candidates "
+                 "train without it")
     out_cat = cat[keep]
     out_cat["SET"] = np.where(train[keep], "train", "observed")
     settings = dict(ds.settings, select={**{k: v for k, v in vars(cuts).items() if k != "extra"},

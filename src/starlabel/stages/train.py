@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 
 def load_training_data(ds: Dataset, labels):
-    """Flux, labels, CNAMEs and dataset rows of SET == 'train', without non-finite rows.
+    """Flux, labels, CNAMEs and dataset rows of SET == 'train', without rows whose flux is non-finite
+    or that have no label at all. A row missing some labels (NaN) stays: it trains on the others.
 
     Returns (flux, y, cnames, rows, n_dropped)."""
     cat = ds.catalogue
@@ -39,14 +40,18 @@ def load_training_data(ds: Dataset, labels):
         raise ValueError(f"{ds.path} has no rows with SET == 'train'")
     y = label_matrix(cat[rows], labels)
     flux = ds.read(rows)
-    ok_y = np.isfinite(y).all(1)
+    ok_y = np.isfinite(y).any(1)
     ok_f = np.isfinite(flux).all(1)
     ok = ok_y & ok_f
     n_drop = int((~ok).sum())
     if n_drop:
-        log.info("dropped %d of %d training rows: %d with non-finite labels %s, %d with non-finite flux",
+        log.info("dropped %d of %d training rows: %d without any finite label %s, %d with non-finite flux",
                  n_drop, len(rows), int((~ok_y).sum()), list(labels), int((~ok_f).sum()))
     rows, y, flux = rows[ok], y[ok], flux[ok]
+    missing = ~np.isfinite(y)
+    if missing.any():
+        log.info("%d training rows miss some labels (%s): they train on the others",
+                 int(missing.any(1).sum()), ", ".join(f"{n} {int(k)}" for n, k in zip(labels, missing.sum(0)) if k))
     cnames = np.asarray(cat["CNAME"][rows]).astype(str)
     return flux, y, cnames, rows, n_drop
 
