@@ -168,3 +168,16 @@ def test_held_out_rows_add_the_observed_set(bundle, tmp_path):
     test = held_out_rows(Bundle(bundle), ds)
     both = held_out_rows(Bundle(bundle), ds, "held-out")
     assert set(both) - set(test) == set(range(280, 300))  # observed rows are never in the test split
+
+
+def test_the_report_shows_the_model_error_term(bundle, tmp_path):
+    from starlabel.stages.report_summary import calibration_table
+
+    assert calibration_table(bundle) == ""  # not calibrated: nothing to show
+    write_calibration(bundle, {"labels": {"TEFF": {"sigma_model": 12.5, "n": 60, "within_1sigma_before": 0.5,
+                                                   "within_1sigma": 0.683, "within_2sigma": 0.95}},
+                               "n_spectra": 60, "rows": "test", "reference": "truth.fits"})
+    html = calibration_table(bundle)
+    assert "<td class=s>TEFF</td><td>12.5 K</td><td>60</td><td>50 %</td><td>68 %</td><td>95 %</td>" in html
+    assert "60 test spectra against truth.fits" in html
+    assert calibration_table(tmp_path / "no_bundle") == ""

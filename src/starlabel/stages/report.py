@@ -198,6 +198,9 @@ def section_accuracy(run: Path) -> str:
     found = False
     if (ev / "metrics.csv").exists():
         parts.append("<h3>Bias / scatter per set (CNN − reference)</h3>" + metrics_pivot(ev / "metrics.csv"))
+    from .report_summary import calibration_table
+
+    parts.append(calibration_table(run / "model"))
     for name, cap in captions.items():
         if (ev / name).exists():
             found = True

@@ -122,6 +122,30 @@ def headline_table(run: Path) -> str | None:
     return f"<table>{head}{''.join(body)}</table><p class=caption>{_esc(caption)}</p>"
 
 
+def calibration_table(model_dir: Path) -> str:
+    """The bundle's model-error term per label (`starlabel calibrate`), or '' when it has none."""
+    from ..model.bundle import Bundle, BundleError
+
+    try:
+        record = Bundle(model_dir).calibration() if (model_dir / "calibration.json").exists() else None
+    except BundleError:
+        return ""
+    if not record:
+        return ""
+    head = ("<tr><th class=s>label</th><th>σ_model</th><th>n</th><th>within 1σ before</th><th>within 1σ</th>"
+            "<th>within 2σ</th></tr>")
+    body = "".join(
+        f"<tr><td class=s>{_esc(n)}</td><td>{_num(c['sigma_model'], _digits(n) + 1)} {UNITS.get(n, '')}</td>"
+        f"<td>{_esc(c['n'])}</td>"
+        + "".join(f"<td>{_num(100 * c[k], 0)} %</td>"
+                  for k in ("within_1sigma_before", "within_1sigma", "within_2sigma"))
+        + "</tr>" for n, c in record["labels"].items())
+    return (f"<h3>Model-error term (starlabel calibrate): {_esc(record['n_spectra'])} {_esc(record['rows'])} "
+            f"spectra against {_esc(record['reference'])}</h3><table>{head}{body}</table><p class=caption>"
+            "E_&lt;LABEL&gt;_TOTAL = E_CNN ⊕ E_NOISE ⊕ σ_model. Coverage of the reference on the spectra "
+            "σ_model was fitted on, before and after adding it (the reference's own errors counted in both).</p>")
+
+
 def map_figure(run: Path) -> Path | None:
     d = run / "map_figures"
     if not d.is_dir():
