@@ -11,7 +11,9 @@ For each model bundle, on the setups its grid has:
 * with an HR21 grid, the real Gaia-ESO HR21 product in ../shared/data/spectra/ges_giraffe (rest frame
   from its velclass VEL, CASU normalisation as delivered; pixels without data set to 1.0) against its
   iDR6 labels 6203 K / 4.09 / +0.15 — a star no fit has seen.
-Prints label − reference and the ensemble spread E_*_CNN, with date and load.
+Prints label − reference and the ensemble spread E_*_CNN, with date and load; with `--noise-draws K` the
+error bar is E_*_TOTAL instead (spread ⊕ noise ⊕ the σ_model of a calibrated bundle) and z = Δ / E_TOTAL says
+whether it covers the real star's offset.
 
 `--normalise`: for models trained on datasets from `prepare --normalise` (every spectrum divided by
 prepare's own continuum fit, `continuum.fit_continuum`): the real Sun in both setups, the mock Suns
@@ -65,6 +67,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="+", help="model bundle directories")
     p.add_argument("--normalise", action="store_true", help="all stars through prepare's continuum fit (see above)")
+    p.add_argument("--noise-draws", type=int, default=0, metavar="K",
+                   help="error bars E_*_TOTAL from K noise draws (DER_SNR noise; with σ_model if calibrated) and z")
     p.add_argument("--emulator", metavar="FILE", help="the emulator the mock was made with, if not the shipped one "
                    "(`synth survey --emulator`): for the 'mock Sun, emulator engine' row")
     a = p.parse_args(argv)
@@ -75,13 +79,17 @@ def main(argv=None):
     for path in a.models:
         ens = Ensemble.load(path)
         names = ens.labels.names
-        print(f"\n{path}: {len(ens.networks)} networks, setups {[s.name for s in ens.grid.setups]}, labels {names}")
+        calibrated = "" if ens.model_error is None else ", calibrated (σ_model in E_TOTAL)"
+        print(f"\n{path}: {len(ens.networks)} networks, setups {[s.name for s in ens.grid.setups]}, labels {names}"
+              + calibrated)
         for star, (flux, ref) in spectra_for(ens, a.normalise, a.emulator).items():
-            p_ = ens.predict(flux[None])
+            p_ = ens.predict(flux[None], noise_draws=a.noise_draws)
+            bar = p_.total if a.noise_draws else p_.std
             parts = []
             for j, n in enumerate(names):
                 d = f"{p_.mean[0, j] - ref[n]:+.3g}" if n in ref else "—"
-                parts.append(f"{n} {p_.mean[0, j]:.4g} (Δ {d}, ±{p_.std[0, j]:.2g})")
+                z = f", z {(p_.mean[0, j] - ref[n]) / bar[0, j]:+.1f}" if a.noise_draws and n in ref else ""
+                parts.append(f"{n} {p_.mean[0, j]:.4g} (Δ {d}, ±{bar[0, j]:.2g}{z})")
             print(f"  {star:28s} " + "; ".join(parts))
     print(f"\nload after: {os.getloadavg()}")
 
