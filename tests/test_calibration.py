@@ -125,7 +125,9 @@ def test_calibrate_command_and_its_refusals(bundle, toy_sets, tmp_path, capsys):
 
 def test_a_reference_table_and_the_held_out_rows(bundle, toy_sets, tmp_path, caplog):
     from starlabel.io.dataset import Dataset
+    from starlabel.model.ensemble import Ensemble
     from starlabel.stages.calibrate import calibrate, held_out_rows, reference_labels
+    from toys import LABELS
 
     ds = Dataset(toy_sets)
     test = held_out_rows(Bundle(bundle), ds)
@@ -139,6 +141,11 @@ def test_a_reference_table_and_the_held_out_rows(bundle, toy_sets, tmp_path, cap
     record = calibrate(bundle, toy_sets, reference=tmp_path / "ref.fits", noise_draws=1, progress=False)
     assert record["reference"].endswith("ref.fits") and record["labels"]["LOGG"]["n"] == 0
     assert np.isnan(record["labels"]["LOGG"]["sigma_model"]) and record["labels"]["TEFF"]["n"] == len(test)
+    saved = json.loads((bundle / "calibration.json").read_text())  # plain JSON: no NaN, null instead
+    assert saved["labels"]["LOGG"]["sigma_model"] is None
+    with caplog.at_level(logging.WARNING, logger="starlabel"):
+        assert Ensemble.load(bundle).model_error[LABELS.index("LOGG")] == 0.0
+    assert "no model error for ['LOGG', 'FE_H']" in caplog.text
 
     loud = Table({"CNAME": cat["CNAME"], "TEFF": cat["TEFF"], "E_TEFF": np.full(len(cat), 5000.0)})
     loud.write(tmp_path / "loud.fits")
@@ -180,4 +187,8 @@ def test_the_report_shows_the_model_error_term(bundle, tmp_path):
     html = calibration_table(bundle)
     assert "<td class=s>TEFF</td><td>12.5 K</td><td>60</td><td>50 %</td><td>68 %</td><td>95 %</td>" in html
     assert "60 test spectra against truth.fits" in html
+    write_calibration(bundle, {"labels": {"LOGG": {"sigma_model": float("nan"), "n": 0, "within_1sigma_before": None,
+                                                   "within_1sigma": None, "within_2sigma": None}},
+                               "n_spectra": 60, "rows": "test", "reference": "teff_only.fits"})
+    assert "<td class=s>LOGG</td><td>–" in calibration_table(bundle)  # a label without reference labels
     assert calibration_table(tmp_path / "no_bundle") == ""

@@ -33,6 +33,9 @@ def run(args):
                        device=args.device, threads=args.threads, progress=not args.no_progress)
     print(f"{'label':<8}{'sigma_model':>12}{'within 1σ before':>18}{'after':>8}{'within 2σ':>11}")
     for name, c in record["labels"].items():
+        if not c["n"]:
+            print(f"{name:<8}{'–':>12}  (no reference label)")
+            continue
         print(f"{name:<8}{c['sigma_model']:>12.4g}{c['within_1sigma_before']:>18.2f}{c['within_1sigma']:>8.2f}"
               f"{c['within_2sigma']:>11.2f}")
     print(f"wrote {args.model}/calibration.json ({record['n_spectra']} {args.rows} spectra against "

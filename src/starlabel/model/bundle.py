@@ -82,8 +82,11 @@ def write_calibration(path, record: dict) -> Path:
     unknown = sorted(set(record["labels"]) - set(bundle.label_names))
     if unknown:
         raise BundleError(f"calibration names labels {unknown} that the bundle {bundle.path} does not predict")
+    labels = {n: {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in c.items()}
+              for n, c in record["labels"].items()}  # NaN (no reference) as null: plain JSON for any reader
     return write_json(bundle.path / CALIBRATION, {"format": "starlabel-calibration", "format_version": 1,
-                                                  "fingerprint": fingerprint(bundle.manifest), **record}, indent=1)
+                                                  "fingerprint": fingerprint(bundle.manifest), **record,
+                                                  "labels": labels}, indent=1, allow_nan=False)
 
 
 def write_bundle(out, *, labels: LabelSet, grid: Grid, network: NetworkConfig, weights: dict[int, dict],

@@ -198,8 +198,8 @@ class Ensemble:
         ens = cls(networks, bundle.labels, bundle.grid, bundle.manifest, bundle.path, device)
         calibration = bundle.calibration()
         if calibration is not None:
-            sm = np.array([calibration["labels"].get(n, {}).get("sigma_model", np.nan) for n in bundle.label_names],
-                          float)
+            sm = np.array([calibration["labels"].get(n, {}).get("sigma_model") for n in bundle.label_names],
+                          float)  # None (no reference) -> NaN
             unknown = [n for n, v in zip(bundle.label_names, sm) if not np.isfinite(v)]
             if unknown:
                 log.warning("%s has no model error for %s (no reference labels there): 0 used",

@@ -135,13 +135,14 @@ def calibration_table(model_dir: Path) -> str:
     head = ("<tr><th class=s>label</th><th>σ_model</th><th>n</th><th>within 1σ before</th><th>within 1σ</th>"
             "<th>within 2σ</th></tr>")
     body = "".join(
-        f"<tr><td class=s>{_esc(n)}</td><td>{_num(c['sigma_model'], _digits(n) + 1)} {UNITS.get(n, '')}</td>"
-        f"<td>{_esc(c['n'])}</td>"
-        + "".join(f"<td>{_num(100 * c[k], 0)} %</td>"
+        f"<tr><td class=s>{_esc(n)}</td><td>{_num(c.get('sigma_model'), _digits(n) + 1)} {UNITS.get(n, '')}</td>"
+        f"<td>{_esc(c.get('n', '–'))}</td>"
+        + "".join(f"<td>{_num(None if c.get(k) is None else 100 * c[k], 0)} %</td>"
                   for k in ("within_1sigma_before", "within_1sigma", "within_2sigma"))
         + "</tr>" for n, c in record["labels"].items())
-    return (f"<h3>Model-error term (starlabel calibrate): {_esc(record['n_spectra'])} {_esc(record['rows'])} "
-            f"spectra against {_esc(record['reference'])}</h3><table>{head}{body}</table><p class=caption>"
+    return (f"<h3>Model-error term (starlabel calibrate): {_esc(record.get('n_spectra', '?'))} "
+            f"{_esc(record.get('rows', ''))} spectra against {_esc(record.get('reference', '?'))}</h3>"
+            f"<table>{head}{body}</table><p class=caption>"
             "E_&lt;LABEL&gt;_TOTAL = E_CNN ⊕ E_NOISE ⊕ σ_model. Coverage of the reference on the spectra "
             "σ_model was fitted on, before and after adding it (the reference's own errors counted in both).</p>")
 
