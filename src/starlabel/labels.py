@@ -43,6 +43,16 @@ def float_column(table: Table, col: str) -> np.ndarray:
     return np.asarray(c.filled(np.nan) if hasattr(c, "filled") else c, dtype=float)
 
 
+def float_column_at(table: Table, col: str, rows) -> np.ndarray:
+    """`table[col]` as floats on `rows` (−1: no matching row → NaN, as `io.tables.index_of` gives);
+    all NaN when the table has no such column."""
+    rows = np.asarray(rows, dtype=int)
+    v = np.full(len(rows), np.nan)
+    if col in table.colnames:
+        v[rows >= 0] = float_column(table, col)[rows[rows >= 0]]
+    return v
+
+
 def add_relative_labels(table: Table) -> Table:
     """Add FE_H, MG_FE, AL_FE (and their errors) computed from FE1, MG1, AL1. Returns the table."""
     for col in ("FE1", "MG1", "AL1"):

@@ -16,7 +16,7 @@ from astropy.table import Table
 
 from ..io.dataset import read_table
 from ..io.tables import index_of
-from ..labels import float_column
+from ..labels import float_column, float_column_at
 
 SNR_SPLIT = 30.0
 # Subsets in the paper's order (Figs. 8, 9, 10)
@@ -128,22 +128,15 @@ def join_run(sets_catalogue: Table, labels_table: Table, split: dict | None = No
             out["inner_snr_ge30"] = observed & inner & (out["SNR"] >= SNR_SPLIT)
             out["inner_snr_lt30"] = observed & inner & (out["SNR"] < SNR_SPLIT)
         out["outer"] = observed & outer
-    def matched(table: Table, col: str, j: np.ndarray) -> np.ndarray:
-        """`table[col]` on the rows `j` (−1: no match → NaN); all NaN if the column is absent."""
-        v = np.full(len(cat), np.nan)
-        if col in table.colnames:
-            v[j >= 0] = float_column(table, col)[j[j >= 0]]
-        return v
-
     j_truth = index_of(cname, _strings(truth["CNAME"])) if truth is not None else None
     for name in cnn_labels(labels_table):
-        out[f"{name}_CNN"] = matched(labels_table, f"{name}_CNN", idx)
-        out[f"E_{name}_CNN"] = matched(labels_table, f"E_{name}_CNN", idx)
+        out[f"{name}_CNN"] = float_column_at(labels_table, f"{name}_CNN", idx)
+        out[f"E_{name}_CNN"] = float_column_at(labels_table, f"E_{name}_CNN", idx)
         if f"E_{name}_TOTAL" in labels_table.colnames:  # spread ⊕ noise (⊕ model error, calibrated)
-            out[f"E_{name}_TOTAL"] = matched(labels_table, f"E_{name}_TOTAL", idx)
+            out[f"E_{name}_TOTAL"] = float_column_at(labels_table, f"E_{name}_TOTAL", idx)
         out[f"{name}_REF"] = float_column(cat, name) if name in cat.colnames else np.full(len(cat), np.nan)
         if truth is not None:
-            out[f"{name}_TRUE"] = matched(truth, name, j_truth)
+            out[f"{name}_TRUE"] = float_column_at(truth, name, j_truth)
     out.meta["labels"] = cnn_labels(labels_table)
     return out
 

@@ -27,7 +27,7 @@ from ..evaluation.calibration import ONE_SIGMA, fit
 from ..io.catalogue import read_catalogue
 from ..io.dataset import Dataset
 from ..io.tables import index_of
-from ..labels import float_column
+from ..labels import float_column_at
 from ..model.bundle import Bundle, BundleError, write_calibration
 from ..model.ensemble import Ensemble
 from .predict import label_rows
@@ -67,14 +67,9 @@ def reference_labels(catalogue, names, reference=None) -> tuple[np.ndarray, np.n
         rows = index_of(np.asarray(catalogue["CNAME"]).astype(str), np.asarray(source["CNAME"]).astype(str))
         if not (rows >= 0).any():
             raise ValueError(f"no CNAME of {reference} is among the spectra to calibrate on")
-
-    def column(col):
-        v = np.full(len(rows), np.nan)
-        if col in source.colnames:
-            v[rows >= 0] = float_column(source, col)[rows[rows >= 0]]
-        return v
-
-    return (np.column_stack([column(n) for n in names]), np.column_stack([column(f"E_{n}") for n in names]))
+    values = np.column_stack([float_column_at(source, n, rows) for n in names])
+    errors = np.column_stack([float_column_at(source, f"E_{n}", rows) for n in names])
+    return values, errors
 
 
 def calibrate(model_dir, sets_path, reference=None, rows: str = "test", noise_draws: int = 4, seed: int = 0,
