@@ -28,8 +28,9 @@ from ..io.catalogue import read_catalogue
 from ..io.dataset import Dataset
 from ..io.tables import index_of
 from ..labels import float_column_at
-from ..model.bundle import Bundle, BundleError, write_calibration
+from ..model.bundle import Bundle, write_calibration
 from ..model.ensemble import Ensemble
+from .explain import choose_rows
 from .predict import label_rows
 
 log = logging.getLogger(__name__)
@@ -39,22 +40,17 @@ ROWS = ("test", "held-out")
 
 
 def held_out_rows(bundle: Bundle, ds: Dataset, which: str = "test") -> np.ndarray:
-    """Rows of `ds` that did not train the bundle: its test split (SET == 'train', CNAME in split.json's
-    test), and with `which="held-out"` also the observed set (SET == 'observed')."""
+    """Rows of `ds` that did not train the bundle: its test split (`explain.choose_rows`), and with
+    `which="held-out"` also the observed set (SET == 'observed')."""
     if which not in ROWS:
         raise ValueError(f"rows must be one of {ROWS}, got {which!r}")
-    split = bundle.split()
-    if not split or not split.get("test"):
-        raise BundleError(f"{bundle.path} has no test split (split.json) to calibrate on")
-    cname = np.asarray(ds.catalogue["CNAME"]).astype(str)
-    kind = np.asarray(ds.catalogue["SET"]).astype(str) if "SET" in ds.catalogue.colnames else np.full(len(ds), "train")
-    keep = (kind == "train") & np.isin(cname, np.asarray(split["test"], str))
-    if not keep.any():
-        raise ValueError(f"none of the {len(split['test'])} test spectra of {bundle.path} is in {ds.path}: "
+    rows = choose_rows(ds, bundle.path, "test")
+    if len(rows) == 0:
+        raise ValueError(f"none of the test spectra of {bundle.path} is in {ds.path}: "
                          "calibrate on the SETS.h5 the bundle was trained on")
-    if which == "held-out":
-        keep |= kind == "observed"
-    return np.flatnonzero(keep)
+    if which == "held-out" and "SET" in ds.catalogue.colnames:
+        rows = np.union1d(rows, ds.rows(SET="observed"))
+    return rows
 
 
 def reference_labels(catalogue, names, reference=None) -> tuple[np.ndarray, np.ndarray]:
