@@ -63,6 +63,7 @@ class Prediction:
         table = Table()
         if ids is not None:
             table["CNAME"] = np.asarray(ids).astype(str)
+        total = self.total
         for j, n in enumerate(self.names):
             table[f"{n}_CNN"] = self.mean[:, j]
             table[f"E_{n}_CNN"] = self.std[:, j]
@@ -71,7 +72,7 @@ class Prediction:
             if self.model is not None:
                 table[f"E_{n}_MODEL"] = np.full(len(self.mean), self.model[j])
             if self.noise is not None:
-                table[f"E_{n}_TOTAL"] = self.total[:, j]
+                table[f"E_{n}_TOTAL"] = total[:, j]
         return table
 
 

@@ -124,7 +124,7 @@ def gradient_maps(networks, labels, chunks, wavelength, grid=None, progress=True
         if len(flux) == 0:
             continue
         ens = np.zeros((len(flux), n_lab, p), np.float32)
-        if excluded is not None:
+        if excluded is not None:  # as Ensemble does: the networks' gradients and the mean flux see 1.0 there
             flux = blanked(flux, excluded)
         for k, net in enumerate(networks):
             g = per_spectrum_gradients(net, flux, labels.scale, excluded)
